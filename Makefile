@@ -1,0 +1,57 @@
+# voicescale — every target creates or refreshes .venv on demand (keyed on the pinned requirements).
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# The stamp's name carries a hash of what the venv is built from, so editing the lock makes it stale.
+REQ_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+
+# Caches that are safe to share between clones live outside the repository.
+export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/voicescale/torch_extensions
+export MLFLOW_DISABLE_TELEMETRY := true
+# pip's site config lists local mirrors that lack most packages; silence its per-package warnings.
+PIP_NOISE := is ignored: it is neither a file nor a directory
+
+.PHONY: help venv test test-fast lint corpus bench clean-venv
+
+help:
+	@echo "make test          create/refresh .venv, then run the whole test suite"
+	@echo "make test-fast     the suite without tests marked slow"
+	@echo "make lint          ruff"
+	@echo "make corpus        build the embedded synthetic corpus (default preset)"
+	@echo "make bench         print benchmark figures (bench/)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "voicescale needs Python 3.11, got " + sys.version'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@rm -f $(VENV)/.installed-*
+	@echo "installing pinned requirements into $(VENV) (first time: a few minutes, ~6 GB)"
+	@# --no-deps: the lock is the complete resolved set (see its header).
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -r requirements.lock 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	@touch $@
+
+test: venv
+	$(PY) -m pytest tests
+
+test-fast: venv
+	$(PY) -m pytest tests -m "not slow"
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+corpus: venv
+	$(VENV)/bin/voicescale corpus build --preset default
+
+bench: venv
+	$(PY) bench/corpus_build.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,152 @@
+"""`voicescale` command line: one entry point, subcommands per job."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _corpus_build(args: argparse.Namespace) -> int:
+    from training.config import SyntheticCorpusConfig, load_config
+    from training.corpus.card import format_card
+    from training.corpus.manifest import Corpus
+    from training.corpus.synthetic import build_synthetic_corpus, load_synthetic_preset
+
+    cfg = (
+        load_config(SyntheticCorpusConfig, args.config)
+        if args.config
+        else load_synthetic_preset(args.preset)
+    )
+    report = build_synthetic_corpus(cfg, args.out, workers=args.workers, progress=not args.quiet)
+    if report.cache_hit:
+        print(f"cache hit: {report.root} already holds this corpus (nothing rebuilt)")
+    else:
+        print(
+            f"built {report.utterances} utterances in {report.seconds:.1f} s "
+            f"({report.utterances_per_second:.0f} utt/s) into {report.root}"
+        )
+    if not args.no_features:
+        _build_features(report.root, args)
+    print(format_card(Corpus.open(report.root, check_files=False).card(), report.root))
+    return 0
+
+
+def _corpus_prepare(args: argparse.Namespace) -> int:
+    from training.config import RealCorpusConfig, from_dict
+    from training.corpus.card import format_card
+    from training.corpus.manifest import Corpus
+    from training.corpus.real import prepare_corpus
+
+    cfg = from_dict(
+        RealCorpusConfig,
+        {
+            "layout": args.layout,
+            "source": str(args.source),
+            "name": args.name,
+            "seed": args.seed,
+            "heldout_fraction": args.heldout_fraction,
+            "workers": args.workers,
+        },
+        source="command line",
+    )
+    report = prepare_corpus(cfg, args.out, progress=not args.quiet)
+    verb = "cache hit:" if report.cache_hit else "prepared"
+    print(
+        f"{verb} {report.utterances} utterances in {report.root} "
+        f"({report.skipped} inputs skipped, listed in skipped.jsonl)"
+    )
+    if not args.no_features:
+        _build_features(report.root, args)
+    print(format_card(Corpus.open(report.root, check_files=False).card(), report.root))
+    return 0
+
+
+def _build_features(root: Path, args: argparse.Namespace) -> None:
+    """Cache the default log-mels now, so the first trial starts without waiting for them."""
+    from training.config import FeatureConfig
+    from training.corpus.features import load_features
+    from training.corpus.manifest import Corpus
+
+    store = load_features(
+        Corpus.open(root), FeatureConfig(), workers=args.workers, progress=not args.quiet
+    )
+    print(f"features: {store.path}")
+
+
+def _corpus_card(args: argparse.Namespace) -> int:
+    from training.corpus.card import format_card
+    from training.corpus.manifest import Corpus
+
+    card = Corpus.open(args.corpus).card()
+    print(json.dumps(card, indent=2) if args.json else format_card(card, args.corpus))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicescale", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    corpus = commands.add_parser("corpus", help="build, prepare or inspect corpora")
+    corpus_cmds = corpus.add_subparsers(dest="corpus_command", required=True)
+
+    build = corpus_cmds.add_parser("build", help="build the embedded synthetic corpus")
+    source = build.add_mutually_exclusive_group()
+    source.add_argument(
+        "--preset", default="default", help="preset name in configs/corpus/ (default: %(default)s)"
+    )
+    source.add_argument("--config", type=Path, help="a corpus YAML file instead of a preset")
+    build.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="output directory (default: data/corpora/synthetic-<name>-<key>)",
+    )
+    build.set_defaults(handler=_corpus_build)
+
+    prepare = corpus_cmds.add_parser("prepare", help="turn a real corpus into a prepared corpus")
+    prepare.add_argument(
+        "--layout", required=True, choices=["libritts", "librispeech", "vctk", "manifest"]
+    )
+    prepare.add_argument(
+        "--source",
+        type=Path,
+        required=True,
+        help="corpus directory, or the JSONL/CSV file for --layout manifest",
+    )
+    prepare.add_argument("--out", type=Path, required=True)
+    prepare.add_argument("--name", default="real")
+    prepare.add_argument("--seed", type=int, default=0)
+    prepare.add_argument("--heldout-fraction", type=float, default=0.1)
+    prepare.set_defaults(handler=_corpus_prepare)
+
+    for sub in (build, prepare):
+        sub.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
+        sub.add_argument("--no-features", action="store_true", help="skip the log-mel cache")
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    card = corpus_cmds.add_parser("card", help="print a corpus card")
+    card.add_argument("corpus", type=Path)
+    card.add_argument("--json", action="store_true")
+    card.set_defaults(handler=_corpus_card)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `voicescale` console script."""
+    from training.config import ConfigError
+    from training.corpus.manifest import CorpusError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ConfigError, CorpusError) as err:
+        print(f"voicescale: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
