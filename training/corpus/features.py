@@ -61,9 +61,6 @@ class MelExtractor:
             mel = self._mel(x)
         return torch.log(torch.clamp(mel, min=self.cfg.log_floor)).transpose(-1, -2)
 
-    def num_frames(self, num_samples: int) -> int:
-        return num_samples // self.cfg.hop_length + 1
-
 
 def frame_durations(sample_durations: list[int], n_frames: int, hop: int) -> list[int]:
     """Phoneme durations in samples → in frames, summing exactly to `n_frames`.
@@ -137,8 +134,7 @@ def _build(corpus: Corpus, cfg: FeatureConfig, path: Path, *, workers: int, prog
             f"are not at features.sample_rate={cfg.sample_rate} Hz; prepare the "
             "corpus at that rate"
         )
-    extractor = MelExtractor(cfg)
-    frames = np.array([extractor.num_frames(u.num_samples) for u in utts], dtype=np.int64)
+    frames = np.array([u.num_samples // cfg.hop_length + 1 for u in utts], dtype=np.int64)
     offsets = np.concatenate([[0], np.cumsum(frames)])
     tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)  # our own leftover from a crashed build of this key
@@ -186,8 +182,9 @@ def _compute_all(
         for chunk in chunks:
             yield from _compute_chunk(chunk, cfg)
         return
-    # spawn, not fork: the parent may already hold torch thread pools (fork can deadlock them).
-    context = multiprocessing.get_context("spawn")
+    # fork: workers start in milliseconds and work at once (spawn re-imports torch and the
+    # caller's __main__). Safe because workers run torch on one thread (no OpenMP region).
+    context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
         for result in pool.map(_compute_chunk, chunks, [cfg] * len(chunks)):
             yield from result
