@@ -36,6 +36,7 @@ _EVENT_PHONEME = 7
 _PARAM_RATE = 1
 _PARAM_PITCH = 3
 _PARAM_RANGE = 4
+_BUFFER_MS = 1000  # audio handed to the callback per call (the 200 ms default: ~40 calls/utt)
 
 
 class _EventId(ctypes.Union):
@@ -140,7 +141,7 @@ class Espeak:
         self._unload()
         lib = ctypes.CDLL(str(self._private_lib))
         rate = lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, self._data_parent, _INITIALIZE_PHONEME_EVENTS
+            _AUDIO_OUTPUT_SYNCHRONOUS, _BUFFER_MS, self._data_parent, _INITIALIZE_PHONEME_EVENTS
         )
         if rate <= 0:
             raise RuntimeError(
@@ -191,17 +192,21 @@ class Espeak:
         return 0
 
     def _set_voice(self, voice: Voice) -> None:
-        """Select `voice`; rate, pitch and range must be set after the voice itself."""
-        if voice == self._voice:
-            return
-        if self._lib.espeak_SetVoiceByName(voice.espeak_name.encode()) != 0:
-            raise ValueError(f"eSpeak has no voice {voice.espeak_name!r}")
-        for param, value in (
-            (_PARAM_RATE, voice.rate),
-            (_PARAM_PITCH, voice.pitch),
-            (_PARAM_RANGE, voice.range),
+        """Select `voice`. Rate, pitch and range must be set after the voice itself; a change
+        of rate alone skips reloading the voice (the corpus jitters rate per utterance)."""
+        current = self._voice
+        if current is None or (voice.espeak_name, voice.pitch, voice.range) != (
+            current.espeak_name,
+            current.pitch,
+            current.range,
         ):
-            self._lib.espeak_SetParameter(param, value, 0)
+            if self._lib.espeak_SetVoiceByName(voice.espeak_name.encode()) != 0:
+                raise ValueError(f"eSpeak has no voice {voice.espeak_name!r}")
+            self._lib.espeak_SetParameter(_PARAM_PITCH, voice.pitch, 0)
+            self._lib.espeak_SetParameter(_PARAM_RANGE, voice.range, 0)
+            current = None
+        if current is None or voice.rate != current.rate:
+            self._lib.espeak_SetParameter(_PARAM_RATE, voice.rate, 0)
         self._voice = voice
 
     def _speak(self, text: str) -> tuple[np.ndarray, list[tuple[int, int, str]]]:

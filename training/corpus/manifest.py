@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -66,7 +66,9 @@ class Utterance:
     """Where it came from: voice settings, original file, ..."""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+        # A shallow dict: dataclasses.asdict deep-copies every list (seconds per 10k rows).
+        row = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        return json.dumps(row, ensure_ascii=False, sort_keys=True)
 
 
 def safe_relative_path(raw: object, where: str) -> PurePosixPath:

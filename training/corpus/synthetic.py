@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 # Bump when the generator's output changes for an unchanged config (invalidates cached corpora).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _CHUNK = 64
 
 
