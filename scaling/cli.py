@@ -86,6 +86,40 @@ def _corpus_card(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    """One trial through the same Ray + DeepSpeed path the sweep uses."""
+    from cluster.ray_runtime import available_cpus, connect
+    from cluster.trial_runner import check_launchable, run_any_trial
+    from training.config import TrialConfig, load_config, to_dict, with_overrides
+    from training.corpus.resolve import resolve_corpus
+
+    trial = load_config(TrialConfig, args.config)
+    if args.set:
+        trial = with_overrides(trial, args.set)
+    check_launchable(trial)  # before Ray starts: a bad config costs nothing
+    if args.dry_run:
+        print(json.dumps(to_dict(trial), indent=2))
+        return 0
+    print(f"trial {trial.name}: resolving corpus {to_dict(trial.data.corpus)}", flush=True)
+    corpus_root = resolve_corpus(trial.data.corpus, trial.data.features, progress=True)
+    connect()
+    check_launchable(trial, cluster_cpus=available_cpus())
+    outcome = run_any_trial(trial, corpus_root, args.out.resolve(), max_failures=args.max_failures)
+    print(
+        json.dumps(
+            {
+                "trial": outcome.name,
+                "status": outcome.status,
+                "export": str(outcome.export_dir) if outcome.export_dir else None,
+                "error": outcome.error,
+                "metrics": outcome.metrics,
+            },
+            indent=2,
+        )
+    )
+    return 0 if outcome.status == "done" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicescale", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,6 +161,30 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
         sub.add_argument("--no-features", action="store_true", help="skip the log-mel cache")
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    train = commands.add_parser("train", help="run one trial (Ray Train + DeepSpeed)")
+    train.add_argument("--config", type=Path, required=True, help="a trial YAML")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.steps=50",
+    )
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/train"),
+        help="Ray storage for checkpoints and the export (default: %(default)s)",
+    )
+    train.add_argument(
+        "--max-failures",
+        type=int,
+        default=2,
+        help="restarts after worker failures (default: %(default)s)",
+    )
+    train.add_argument("--dry-run", action="store_true", help="print the resolved config")
+    train.set_defaults(handler=_train)
 
     card = corpus_cmds.add_parser("card", help="print a corpus card")
     card.add_argument("corpus", type=Path)

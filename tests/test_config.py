@@ -22,7 +22,7 @@ from training.config import (
     with_overrides,
 )
 
-PRESET_TYPES = {"corpus": SyntheticCorpusConfig, "sweeps": SweepConfig}
+PRESET_TYPES = {"corpus": SyntheticCorpusConfig, "sweeps": SweepConfig, "trials": TrialConfig}
 
 
 def all_presets() -> list[Path]:

@@ -43,8 +43,10 @@ __all__ = [
     "config_hash",
     "from_dict",
     "load_config",
+    "replace",
     "repo_configs_dir",
     "to_dict",
+    "with_overrides",
 ]
 
 # Strict: "3" is not an int and true is not a number; unknown keys are errors.

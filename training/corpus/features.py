@@ -171,7 +171,14 @@ def _build(corpus: Corpus, cfg: FeatureConfig, path: Path, *, workers: int, prog
         "utterances": len(utts),
     }
     (tmp / "params.json").write_text(json.dumps(params, indent=2, sort_keys=True) + "\n")
-    tmp.rename(path)
+    try:
+        tmp.rename(path)
+    except OSError:
+        # Another process (a second Ray worker) finished the same cache first: theirs is
+        # identical, keep it.
+        if not (path / "params.json").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _compute_all(

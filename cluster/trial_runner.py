@@ -1,0 +1,130 @@
+"""Launch one trial on Ray: a TorchTrainer whose workers run the DeepSpeed loop.
+
+`check_launchable` rejects configs that cannot run here *before* Ray starts; `run_trial`
+builds the TorchTrainer (deterministic run name, storage under the caller's directory,
+restart-on-failure) and returns what the trial produced.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training.config import ConfigError, TrialConfig, to_dict
+
+__all__ = ["TrialOutcome", "check_launchable", "run_any_trial", "run_baseline_trial", "run_trial"]
+
+
+@dataclass
+class TrialOutcome:
+    name: str
+    status: str
+    """done | diverged | failed"""
+    metrics: dict[str, Any]
+    export_dir: Path | None
+    """Directory holding the exported weights (model.safetensors + model_config.json)."""
+    error: str | None = None
+
+
+def check_launchable(
+    trial: TrialConfig, *, cluster_cpus: float | None = None, cuda_available: bool | None = None
+) -> None:
+    """Raise `ConfigError` naming the field if `trial` cannot run on this machine/cluster."""
+    import torch
+
+    r, ds = trial.resources, trial.deepspeed
+    cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
+    if ds.precision == "fp16" and (r.gpus_per_worker == 0 or not cuda):
+        raise ConfigError(
+            "deepspeed.precision: fp16 needs GPUs (DeepSpeed refuses fp16 on CPU);"
+            " use fp32, bf16 or auto"
+        )
+    if r.gpus_per_worker > 0 and not cuda and not os.environ.get("RAY_ADDRESS"):
+        raise ConfigError(
+            f"resources.gpus_per_worker={r.gpus_per_worker:g} but this machine "
+            "has no CUDA device (set RAY_ADDRESS to use a GPU cluster)"
+        )
+    cpus = float(os.cpu_count() or 1) if cluster_cpus is None else cluster_cpus
+    wanted = r.num_workers * r.cpus_per_worker
+    if wanted > cpus:
+        raise ConfigError(
+            f"resources.num_workers × resources.cpus_per_worker = {wanted:g} CPUs, "
+            f"more than the {cpus:g} available"
+        )
+    parts = r.num_workers * ds.gradient_accumulation_steps
+    if trial.training.batch_size % parts:
+        raise ConfigError(
+            f"training.batch_size={trial.training.batch_size} must be a multiple "
+            f"of resources.num_workers × deepspeed.gradient_accumulation_steps "
+            f"= {parts}"
+        )
+
+
+def run_trial(
+    trial: TrialConfig, corpus_root: Path, storage: Path, *, max_failures: int = 2
+) -> TrialOutcome:
+    """Train `trial` with Ray Train + DeepSpeed; checkpoints and results go under `storage`."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from training.deepspeed_loop import train_loop
+
+    r = trial.resources
+    resources = {"CPU": r.cpus_per_worker}
+    if r.gpus_per_worker > 0:
+        resources["GPU"] = r.gpus_per_worker
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={
+            "trial": to_dict(trial),
+            "corpus_root": str(corpus_root),
+            "marker_dir": str(storage / trial.name / "markers"),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0, resources_per_worker=resources
+        ),
+        run_config=RunConfig(
+            name=trial.name,
+            storage_path=str(storage),
+            failure_config=FailureConfig(max_failures=max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=3),
+        ),
+    )
+    try:
+        result = trainer.fit()
+    except Exception as err:
+        return TrialOutcome(trial.name, "failed", {}, None, error=f"{type(err).__name__}: {err}")
+    metrics = dict(result.metrics or {})
+    status = metrics.get("status", "failed")
+    export = None
+    if result.checkpoint is not None and status == "done":
+        export = Path(result.checkpoint.path)
+    return TrialOutcome(trial.name, status, metrics, export)
+
+
+def run_baseline_trial(trial: TrialConfig, corpus_root: Path, storage: Path) -> TrialOutcome:
+    """Fit the non-neural baseline as a Ray task (one CPU slot, no DeepSpeed), retried on
+    worker loss like any Ray task."""
+    import ray
+
+    from training.baseline import train_baseline
+
+    export = storage / trial.name / "export"
+    task = ray.remote(num_cpus=trial.resources.cpus_per_worker, max_retries=2)(train_baseline)
+    try:
+        metrics = ray.get(task.remote(trial, str(corpus_root), export))
+    except Exception as err:  # a failed trial is a result, not a crash
+        return TrialOutcome(trial.name, "failed", {}, None, error=f"{type(err).__name__}: {err}")
+    status = metrics.get("status", "failed")
+    return TrialOutcome(trial.name, status, metrics, export if status == "done" else None)
+
+
+def run_any_trial(
+    trial: TrialConfig, corpus_root: Path, storage: Path, *, max_failures: int = 2
+) -> TrialOutcome:
+    """Neural trials through Ray Train + DeepSpeed, the baseline as a Ray task."""
+    if trial.kind == "baseline":
+        return run_baseline_trial(trial, corpus_root, storage)
+    return run_trial(trial, corpus_root, storage, max_failures=max_failures)

@@ -1,0 +1,460 @@
+"""The training loop that runs on every Ray Train worker: DeepSpeed data parallelism.
+
+`train_loop(loop_config)` receives the `TrialConfig` as a dict (plus paths) and builds
+everything from it — no globals. Phases, each a small function:
+
+    load data → build model + DeepSpeed engine → restore from Ray's checkpoint (if any)
+    → steps (validate / checkpoint / early stop at fixed intervals) → export → report.
+
+Every checkpoint goes through `ray.train.report(..., checkpoint=...)`; a restarted worker
+group resumes from `ray.train.get_checkpoint()`. Batches and dropout masks are functions of
+(seed, step), so a resumed run reproduces the uninterrupted one. A non-finite loss ends the
+trial with status `diverged` (no exception, so Ray does not retry it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from training.config import TrialConfig, to_dict
+from training.data import Batch, TrialData, batch_indices
+from training.model import VoiceCloner, count_parameters, sequence_mask, train_flops_per_step
+
+__all__ = [
+    "TrainerState",
+    "batch_loss",
+    "deepspeed_config",
+    "lr_lambda",
+    "total_steps",
+    "train_loop",
+]
+
+EXPORT_WEIGHTS = "model.safetensors"
+EXPORT_CONFIG = "model_config.json"
+STATE_FILE = "trainer_state.json"
+_DURATION_WEIGHT = 0.1
+
+
+def total_steps(trial: TrialConfig, n_train: int) -> int:
+    """The step budget: `training.steps`, else round(steps_per_sqrt_utterance · √utterances).
+
+    Sub-linear in data, as in the probe that set the defaults: small budgets get enough
+    passes to fit, large ones are not starved of updates.
+    """
+    if trial.training.steps is not None:
+        return trial.training.steps
+    return max(1, round(trial.training.steps_per_sqrt_utterance * math.sqrt(n_train)))
+
+
+def lr_lambda(warmup: int, total: int):
+    """Linear warmup to 1, then cosine decay to 0.1 at `total`."""
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return schedule
+
+
+def use_cuda(trial: TrialConfig) -> bool:
+    return trial.resources.gpus_per_worker > 0 and torch.cuda.is_available()
+
+
+def deepspeed_config(trial: TrialConfig, world_size: int, cuda: bool) -> dict[str, Any]:
+    """The DeepSpeed JSON config, derived from the typed config."""
+    global_batch = trial.training.batch_size
+    accumulation = trial.deepspeed.gradient_accumulation_steps
+    micro = global_batch // (world_size * accumulation)
+    if micro < 1 or micro * world_size * accumulation != global_batch:
+        raise ValueError(
+            f"training.batch_size={global_batch} must be a multiple of num_workers "
+            f"({world_size}) × deepspeed.gradient_accumulation_steps ({accumulation})"
+        )
+    precision = trial.deepspeed.precision
+    if precision == "auto":
+        precision = "bf16" if cuda else "fp32"
+    return {
+        "train_batch_size": global_batch,
+        "train_micro_batch_size_per_gpu": micro,
+        "gradient_accumulation_steps": accumulation,
+        "gradient_clipping": trial.optim.grad_clip,
+        "zero_optimization": {"stage": trial.deepspeed.zero_stage},
+        "bf16": {"enabled": precision == "bf16"},
+        "fp16": {"enabled": precision == "fp16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def batch_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 on log-mel (masked) + duration MSE (+ the aligner's forward-sum loss when durations
+    are learned)."""
+    out = model(
+        batch.phonemes,
+        batch.phoneme_lens,
+        batch.ref_mel,
+        batch.ref_lens,
+        durations=batch.durations,
+        mel=batch.mel,
+        mel_lens=batch.mel_lens,
+    )
+    frame_mask = sequence_mask(batch.mel_lens, batch.mel.shape[1])[..., None]
+    l1 = ((out.mel.float() - batch.mel).abs() * frame_mask).sum() / (
+        frame_mask.sum() * batch.mel.shape[-1]
+    )
+    token_mask = sequence_mask(batch.phoneme_lens, batch.phonemes.shape[1])
+    target = torch.log1p(out.durations.float())
+    duration = (((out.log_durations.float() - target) ** 2) * token_mask).sum() / token_mask.sum()
+    loss = l1 + _DURATION_WEIGHT * duration + out.align_loss
+    return loss, {
+        "mel_l1": float(l1.detach()),
+        "duration_mse": float(duration.detach()),
+        "align_loss": float(out.align_loss.detach()),
+    }
+
+
+@torch.no_grad()
+def validation_loss(
+    model: torch.nn.Module, data: TrialData, device: torch.device, rank: int, world: int
+) -> float:
+    """Held-out L1 on log-mel (held-out speakers, their prompt as reference), frame-weighted
+    and summed across data-parallel ranks so every rank gets the same number."""
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64)
+    for batch in data.val_batches(16, shard=rank, shards=world):
+        batch = batch.to(device)
+        out = model(
+            batch.phonemes,
+            batch.phoneme_lens,
+            batch.ref_mel,
+            batch.ref_lens,
+            durations=batch.durations,
+            mel=batch.mel,
+            mel_lens=batch.mel_lens,
+        )
+        mask = sequence_mask(batch.mel_lens, batch.mel.shape[1])[..., None]
+        total[0] += float(((out.mel.float() - batch.mel).abs() * mask).sum())
+        total[1] += float(mask.sum()) * batch.mel.shape[-1]
+    model.train()
+    if world > 1:
+        dist.all_reduce(total)
+    return float(total[0] / total[1])
+
+
+@dataclass
+class TrainerState:
+    """Everything besides DeepSpeed's own checkpoint that a resumed trial needs."""
+
+    step: int = 0
+    best_val_loss: float = math.inf
+    last_val_loss: float = math.inf
+    evals_without_improvement: int = 0
+    train_seconds: float = 0.0
+    flops: float = 0.0
+    first_train_loss: float = math.nan
+    last_train_loss: float = math.nan
+
+    def save(self, directory: Path) -> None:
+        (directory / STATE_FILE).write_text(json.dumps(vars(self)))
+
+    @classmethod
+    def load(cls, directory: Path) -> TrainerState:
+        return cls(**json.loads((directory / STATE_FILE).read_text()))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def train_loop(loop_config: dict[str, Any]) -> None:
+    """Ray Train worker entry point. `loop_config`: {"trial": dict, "corpus_root": str,
+    "marker_dir": str (for one-shot failure injection)}."""
+    import ray.train
+
+    trial = TrialConfig.from_dict(loop_config["trial"])
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.manual_seed(trial.seed)
+    data = TrialData.load(trial, loop_config["corpus_root"])
+    engine, device = _build_engine(trial, data, world)
+    state = _restore(engine)
+    steps = total_steps(trial, len(data.train))
+    try:
+        status = _run_steps(
+            engine, trial, data, state, steps, rank, world, device, loop_config.get("marker_dir")
+        )
+        _finish(engine, trial, data, state, steps, status, rank, world)
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _build_engine(trial: TrialConfig, data: TrialData, world: int):
+    import deepspeed
+
+    cuda = use_cuda(trial)
+    device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
+    model = VoiceCloner(
+        trial.model, len(data.vocab), data.n_mels, learn_alignment=not data.has_durations
+    )
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=trial.optim.lr,
+        betas=trial.optim.betas,
+        weight_decay=trial.optim.weight_decay,
+    )
+    steps = total_steps(trial, len(data.train))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(trial.optim.warmup_steps, steps)
+    )
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        lr_scheduler=scheduler,
+        config=deepspeed_config(trial, world, cuda),
+        dist_init_required=False,
+    )
+    return engine, device
+
+
+def _restore(engine) -> TrainerState:
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return TrainerState()
+    with checkpoint.as_directory() as directory:
+        engine.load_checkpoint(directory, tag="engine")
+        return TrainerState.load(Path(directory))
+
+
+def _run_steps(
+    engine,
+    trial: TrialConfig,
+    data: TrialData,
+    state: TrainerState,
+    steps: int,
+    rank: int,
+    world: int,
+    device: torch.device,
+    marker_dir: str | None,
+) -> str:
+    micro = engine.train_micro_batch_size_per_gpu()
+    accumulation = engine.gradient_accumulation_steps()
+    while state.step < steps:
+        step = state.step
+        _maybe_inject_failure(trial, step, marker_dir)
+        started = time.perf_counter()
+        indices = batch_indices(
+            len(data.train), data.lengths, trial.training.batch_size, trial.seed, step
+        )
+        losses = []
+        for a in range(accumulation):
+            # Micro-batch a of this rank: a fixed slice of the step's global batch.
+            offset = (a * world + rank) * micro
+            mine = indices[offset : offset + micro]
+            torch.manual_seed(_step_seed(trial.seed, step, rank, a))  # dropout masks
+            batch = data.train_batch(mine, trial.seed, step).to(device)
+            loss, _ = batch_loss(engine, batch)
+            engine.backward(loss)
+            engine.step()
+            losses.append(float(loss.detach()))
+        train_loss = _mean_across_ranks(float(np.mean(losses)), world)
+        if state.step == 0:
+            state.first_train_loss = train_loss
+        state.last_train_loss = train_loss
+        state.train_seconds += time.perf_counter() - started
+        state.flops += _step_flops(engine.module, data, indices, micro * world * accumulation)
+        state.step += 1
+        if not math.isfinite(train_loss):
+            _report({"step": state.step, "train_loss": train_loss, "status": "diverged"}, None)
+            return "diverged"
+        at_eval = state.step % trial.training.eval_every == 0 or state.step == steps
+        metrics = {
+            "step": state.step,
+            "train_loss": train_loss,
+            "lr": engine.get_lr()[0],
+            "status": "running",
+        }
+        if at_eval:
+            sync_buffers(engine.module, world)
+            val = validation_loss(engine.module, data, device, rank, world)
+            metrics["val_loss"] = state.last_val_loss = val
+            if val < state.best_val_loss - 1e-4:
+                state.best_val_loss, state.evals_without_improvement = val, 0
+            else:
+                state.evals_without_improvement += 1
+        save = state.step % trial.training.checkpoint_every == 0 or at_eval
+        if save:  # each report is a round trip to the controller: only with checkpoints
+            _report(metrics, engine, state)
+            if rank == 0:
+                print(
+                    f"[{trial.name}] step {state.step}/{steps} train_loss {train_loss:.4f}"
+                    + (f" val_loss {metrics['val_loss']:.4f}" if at_eval else ""),
+                    flush=True,
+                )
+        patience = trial.training.early_stop_patience
+        if at_eval and patience and state.evals_without_improvement >= patience:
+            return "early_stopped"
+    return "done"
+
+
+def _step_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
+
+
+def _step_flops(module: VoiceCloner, data: TrialData, indices: list[int], n: int) -> float:
+    chosen = [data.train[i] for i in indices[:n]]
+    return train_flops_per_step(
+        module,
+        tokens=sum(len(e.phonemes) for e in chosen),
+        frames=sum(len(e.mel) for e in chosen),
+        ref_frames=sum(min(len(e.mel), data.ref_frames) for e in chosen),
+        utterances=len(chosen),
+    )
+
+
+def _mean_across_ranks(value: float, world: int) -> float:
+    if world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t[0] / world)
+
+
+def _report(metrics: dict[str, Any], engine, state: TrainerState | None = None) -> None:
+    """`ray.train.report`, with a DeepSpeed checkpoint when `engine` is given (all ranks save
+    their shard into a same-named directory; Ray merges them)."""
+    import ray.train
+
+    if engine is None:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        engine.save_checkpoint(directory, tag="engine")
+        if state is not None:
+            state.save(Path(directory))
+        ray.train.report(
+            metrics,
+            checkpoint=ray.train.Checkpoint.from_directory(directory),
+            checkpoint_dir_name=f"step{metrics['step']:07d}",
+        )
+
+
+def _maybe_inject_failure(trial: TrialConfig, step: int, marker_dir: str | None) -> None:
+    """Testing hook: fail once at `training.inject_failure_at_step` (a marker file makes the
+    restarted attempt pass)."""
+    at = trial.training.inject_failure_at_step
+    if at is None or step != at or marker_dir is None:
+        return
+    marker = Path(marker_dir) / f"injected-failure-step{at}"
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("failed here once\n")
+    raise RuntimeError(f"injected failure at step {at} (training.inject_failure_at_step)")
+
+
+def _finish(
+    engine,
+    trial: TrialConfig,
+    data: TrialData,
+    state: TrainerState,
+    steps: int,
+    status: str,
+    rank: int,
+    world: int,
+) -> None:
+    """Export the final weights (rank 0) and report the trial's final metrics."""
+    import ray.train
+
+    if status == "diverged":
+        return
+    counts = count_parameters(engine.module)
+    sync_buffers(engine.module, world)
+    digests = _parameter_digests(engine.module, world)
+    metrics = {
+        "step": state.step,
+        "status": "done",
+        "stop_reason": status,
+        "steps": state.step,
+        "steps_budget": steps,
+        # The exported (final) model's held-out loss, and the best seen during training.
+        "val_loss": state.last_val_loss,
+        "best_val_loss": state.best_val_loss,
+        "train_loss": state.last_train_loss,
+        "first_train_loss": state.first_train_loss,
+        "params": counts["total"],
+        "params_non_embedding": counts["non_embedding"],
+        "train_flops": state.flops,
+        "train_seconds": state.train_seconds,
+        "data_utterances": len(data.train),
+        "data_hours": data.hours,
+        # Data parallelism keeps one model: every rank must hold identical weights.
+        "replicas_in_sync": len(set(digests)) == 1,
+        "parameter_digests": digests,
+    }
+    with tempfile.TemporaryDirectory() as directory:
+        checkpoint = None
+        if rank == 0:
+            export_model(engine.module, trial, data, Path(directory))
+            checkpoint = ray.train.Checkpoint.from_directory(directory)
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name="export")
+
+
+def sync_buffers(module: torch.nn.Module, world: int) -> None:
+    """Average floating-point buffers (BatchNorm running statistics in the speaker encoder)
+    across ranks. DeepSpeed keeps gradients in sync but not buffers, which each rank updates
+    from its own micro-batches; without this the replicas drift apart."""
+    if world == 1:
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer /= world
+
+
+def _parameter_digests(module: torch.nn.Module, world: int) -> list[str]:
+    """sha256 of this rank's weights (parameters and buffers), gathered from every rank."""
+    h = hashlib.sha256()
+    for name, p in sorted(module.state_dict().items()):
+        h.update(name.encode())
+        h.update(p.detach().float().cpu().numpy().tobytes())
+    digest = h.hexdigest()[:16]
+    if world == 1:
+        return [digest]
+    gathered: list[str] = [""] * world
+    dist.all_gather_object(gathered, digest)
+    return gathered
+
+
+def export_model(model: VoiceCloner, trial: TrialConfig, data: TrialData, out: Path) -> None:
+    """Weights as safetensors + everything needed to rebuild and run them, as JSON."""
+    from safetensors.torch import save_file
+
+    weights = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, str(out / EXPORT_WEIGHTS))
+    (out / EXPORT_CONFIG).write_text(
+        json.dumps(
+            {
+                "kind": "neural",
+                "trial": to_dict(trial),
+                "vocabulary": list(data.vocab.symbols),
+                "n_mels": data.n_mels,
+            },
+            indent=2,
+        )
+    )

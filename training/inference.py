@@ -1,0 +1,105 @@
+"""Load an exported model (neural or baseline) and clone a voice: text + reference → waveform.
+
+An export directory holds `model.safetensors` and `model_config.json`; nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.config import FeatureConfig, ModelConfig, TrialConfig, from_dict
+from training.corpus.audio import resample
+from training.corpus.espeak import Espeak
+from training.corpus.features import MelExtractor
+from training.data import Vocabulary, reference_frames
+from training.model import VoiceCloner
+from training.vocoder import Vocoder, make_vocoder
+
+__all__ = ["Synthesizer"]
+
+
+class Synthesizer:
+    """`synthesize(text, reference_audio, sample_rate)` for any exported trial."""
+
+    def __init__(
+        self,
+        trial: TrialConfig,
+        vocab: Vocabulary,
+        predict,
+        vocoder: Vocoder,
+    ) -> None:
+        self.trial, self.vocab, self.vocoder = trial, vocab, vocoder
+        self.features: FeatureConfig = trial.data.features
+        self._predict = predict  # (phoneme ids [N], reference mel [R, M]) -> log-mel [T, M]
+        self._mel = MelExtractor(self.features)
+        self._espeak: Espeak | None = None
+        self.ref_frames = reference_frames(
+            trial.eval.prompt_seconds, self.features.sample_rate, self.features.hop_length
+        )
+
+    @classmethod
+    def load(cls, export_dir: str | Path, vocoder: Vocoder | None = None) -> Synthesizer:
+        export_dir = Path(export_dir)
+        config = json.loads((export_dir / "model_config.json").read_text())
+        trial = from_dict(TrialConfig, config["trial"], source=str(export_dir))
+        vocab = Vocabulary(tuple(config["vocabulary"]))
+        vocoder = vocoder or make_vocoder(trial.data.features)
+        if config["kind"] == "baseline":
+            from training.baseline import BaselineModel
+
+            baseline = BaselineModel.load(export_dir)
+            return cls(trial, vocab, lambda ids, ref: baseline.predict(ids, ref), vocoder)
+        model = load_neural(
+            export_dir,
+            trial.model,
+            len(vocab),
+            config["n_mels"],
+            config.get("learn_alignment", False),
+        )
+
+        @torch.no_grad()
+        def predict(ids: np.ndarray, ref: np.ndarray) -> np.ndarray:
+            out = model(
+                torch.from_numpy(ids)[None],
+                torch.tensor([len(ids)]),
+                torch.from_numpy(ref)[None].float(),
+                torch.tensor([len(ref)]),
+            )
+            return out.mel[0].float().numpy()
+
+        return cls(trial, vocab, predict, vocoder)
+
+    def phonemize(self, text: str) -> np.ndarray:
+        if self._espeak is None:
+            self._espeak = Espeak()
+        return self.vocab.encode(self._espeak.phonemize(text))
+
+    def reference_mel(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The first `prompt_seconds` of the reference as log-mel frames."""
+        wave = resample(np.asarray(audio, dtype=np.float32), sample_rate, self.features.sample_rate)
+        return self._mel(wave).numpy()[: self.ref_frames]
+
+    def predict_mel(self, phoneme_ids: np.ndarray, ref_mel: np.ndarray) -> np.ndarray:
+        return self._predict(phoneme_ids, ref_mel)
+
+    def synthesize(self, text: str, reference_audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Speech for `text` in the voice of `reference_audio`, at `self.features.sample_rate`."""
+        mel = self.predict_mel(
+            self.phonemize(text), self.reference_mel(reference_audio, sample_rate)
+        )
+        return self.vocoder(torch.from_numpy(mel)).numpy()
+
+
+def load_neural(
+    export_dir: Path, cfg: ModelConfig, n_phonemes: int, n_mels: int, learn_alignment: bool
+) -> VoiceCloner:
+    """Rebuild the network and load its safetensors weights (strict: every key must match)."""
+    from safetensors.torch import load_file
+
+    model = VoiceCloner(cfg, n_phonemes, n_mels, learn_alignment=learn_alignment)
+    model.load_state_dict(load_file(str(export_dir / "model.safetensors")), strict=True)
+    return model.eval()

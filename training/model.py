@@ -1,0 +1,395 @@
+"""The zero-shot voice-cloning model family: one size dial (width × depth).
+
+    phonemes ─ embedding ─ encoder ─┬─ duration predictor (inference)
+                                    └─ length regulator (durations) ─ decoder ─ log-mel
+              └─ aligner (corpora without timings) ─ durations
+    reference mel ─ ECAPA-TDNN speaker encoder ─ added to encoder and decoder states
+
+A non-autoregressive, FastSpeech-style acoustic model. Durations come from the corpus when it
+has them (eSpeak timings); otherwise a learned aligner (RAD-TTS: soft attention with a
+diagonal prior and the forward-sum loss, hardened by monotonic alignment search) finds them,
+so real speech trains too. The speaker encoder is speechbrain's ECAPA-TDNN, scaled with the
+model, reading a few seconds of a *different* utterance of the target speaker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+from torch import nn
+
+from training.config import ModelConfig
+
+__all__ = [
+    "PAD",
+    "UNK",
+    "ModelOutput",
+    "VoiceCloner",
+    "count_parameters",
+    "length_regulate",
+    "monotonic_alignment",
+    "sequence_mask",
+    "train_flops_per_step",
+]
+
+PAD, UNK = 0, 1
+
+
+def sequence_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+    """[B] lengths → [B, T] bool, True on valid positions."""
+    max_len = int(lengths.max()) if max_len is None else max_len
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class ConvBlock(nn.Module):
+    """Pre-norm residual block: LayerNorm → conv(k) → GELU → dropout → pointwise conv."""
+
+    def __init__(self, width: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.conv = nn.Conv1d(width, width, kernel_size, padding=kernel_size // 2)
+        self.pointwise = nn.Linear(width, width)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x).masked_fill(~mask[..., None], 0.0)
+        h = self.conv(h.transpose(1, 2)).transpose(1, 2)
+        h = self.pointwise(self.dropout(F.gelu(h)))
+        return (x + self.dropout(h)).masked_fill(~mask[..., None], 0.0)
+
+
+class ConvStack(nn.Module):
+    def __init__(self, width: int, depth: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(ConvBlock(width, kernel_size, dropout) for _ in range(depth))
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.norm(x)
+
+
+class DurationPredictor(nn.Module):
+    """Per-phoneme log(1 + frames), as in FastSpeech."""
+
+    def __init__(self, width: int, kernel_size: int, dropout: float) -> None:
+        super().__init__()
+        self.block = ConvBlock(width, kernel_size, dropout)
+        self.out = nn.Linear(width, 1)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.out(self.block(x.detach(), mask)).squeeze(-1).masked_fill(~mask, 0.0)
+
+
+def speaker_encoder(n_mels: int, channels: int, out_dim: int) -> ECAPA_TDNN:
+    """ECAPA-TDNN with `channels` per layer (the published speaker-verification model uses
+    512/1536) projecting to `out_dim`."""
+    return ECAPA_TDNN(
+        n_mels,
+        lin_neurons=out_dim,
+        channels=[channels] * 4 + [3 * channels],
+        attention_channels=max(8, channels // 4),
+        se_channels=max(8, channels // 4),
+        res2net_scale=4 if channels < 64 else 8,
+    )
+
+
+def length_regulate(
+    states: torch.Tensor, durations: torch.Tensor, n_frames: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Repeat phoneme states by their frame durations.
+
+    Returns the frame states [B, T, D] and each frame's relative position inside its phoneme
+    [B, T] (0 at the phoneme's first frame, towards 1 at its last), which tells the decoder
+    where it is within a sound.
+    """
+    ends = torch.cumsum(durations, dim=1)  # [B, N]
+    frames = torch.arange(n_frames, device=states.device)[None, :, None]  # [1, T, 1]
+    index = (frames >= ends[:, None, :]).sum(-1).clamp(max=states.shape[1] - 1)  # [B, T]
+    expanded = torch.gather(states, 1, index[..., None].expand(-1, -1, states.shape[-1]))
+    starts = ends - durations
+    start = torch.gather(starts, 1, index)
+    length = torch.gather(durations, 1, index).clamp(min=1)
+    position = (torch.arange(n_frames, device=states.device)[None, :] - start) / length
+    return expanded, position.to(states.dtype)
+
+
+@torch.no_grad()
+def monotonic_alignment(
+    log_likelihood: torch.Tensor, phoneme_lens: torch.Tensor, frame_lens: torch.Tensor
+) -> torch.Tensor:
+    """Monotonic alignment search (Glow-TTS): the most likely monotonic, surjective path.
+
+    `log_likelihood` is [B, N, T] (phoneme i emits frame t). Returns integer durations [B, N]
+    summing to each frame length; every phoneme gets >= 1 frame when T >= N.
+    """
+    batch, n, t_max = log_likelihood.shape
+    neg = torch.finfo(log_likelihood.dtype).min / 4
+    value = torch.full((batch, n), neg, dtype=log_likelihood.dtype, device=log_likelihood.device)
+    value[:, 0] = log_likelihood[:, 0, 0]
+    moved_here = torch.zeros(batch, n, t_max, dtype=torch.bool, device=log_likelihood.device)
+    for t in range(1, t_max):
+        from_prev = torch.cat([value.new_full((batch, 1), neg), value[:, :-1]], dim=1)
+        moved_here[:, :, t] = from_prev > value
+        value = torch.maximum(value, from_prev) + log_likelihood[:, :, t]
+    durations = torch.zeros(batch, n, dtype=torch.long, device=log_likelihood.device)
+    for b in range(batch):
+        i = int(phoneme_lens[b]) - 1
+        for t in range(int(frame_lens[b]) - 1, -1, -1):
+            durations[b, i] += 1
+            if i > 0 and (moved_here[b, i, t] or i > t):
+                i -= 1
+    return durations
+
+
+def beta_binomial_log_prior(n_tokens: int, n_frames: int, scale: float = 1.0) -> torch.Tensor:
+    """log P(token | frame) [n_tokens, n_frames] of RAD-TTS's static alignment prior: frame t
+    of T most likely belongs near token (t / T)·N, a soft diagonal."""
+    k = torch.arange(n_tokens, dtype=torch.float64)[:, None]
+    t = torch.arange(n_frames, dtype=torch.float64)[None, :]
+    a, b, n = scale * (t + 1), scale * (n_frames - t), n_tokens - 1
+
+    def log_beta(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.lgamma(x) + torch.lgamma(y) - torch.lgamma(x + y)
+
+    log_choose = torch.lgamma(torch.tensor(n + 1.0)) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
+    return (log_choose + log_beta(k + a, n - k + b) - log_beta(a, b)).float()
+
+
+class Aligner(nn.Module):
+    """Learned soft alignment between phonemes and frames ("One TTS Alignment To Rule Them
+    All", Badlani et al. 2021, as in RAD-TTS/FastPitch): phoneme keys and mel queries,
+    attention from their distances plus a diagonal prior, trained with the forward-sum (CTC)
+    loss; monotonic alignment search over it gives the hard durations."""
+
+    def __init__(
+        self, width: int, n_mels: int, channels: int = 80, temperature: float = 0.0005
+    ) -> None:
+        super().__init__()
+        self.temperature = temperature
+        self.key = nn.Sequential(
+            nn.Conv1d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.Conv1d(2 * width, channels, 1)
+        )
+        self.query = nn.Sequential(
+            nn.Conv1d(n_mels, 2 * n_mels, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(2 * n_mels, n_mels, 1),
+            nn.ReLU(),
+            nn.Conv1d(n_mels, channels, 1),
+        )
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        token_mask: torch.Tensor,
+        mel: torch.Tensor,
+        frame_lens: torch.Tensor,
+    ) -> torch.Tensor:
+        """log-attention [B, T, N]: for each frame, a distribution over its phonemes."""
+        keys = self.key(tokens.transpose(1, 2)).float()  # [B, C, N]
+        # Per-utterance mean normalisation takes out the voice's spectral envelope, so one
+        # speaker-independent key per phoneme can match every speaker's frames.
+        frame_mask = sequence_mask(frame_lens, mel.shape[1])[..., None]
+        mean = (mel * frame_mask).sum(1, keepdim=True) / frame_lens[:, None, None]
+        normalised = (mel - mean) * frame_mask
+        queries = self.query(normalised.transpose(1, 2)).float()  # [B, C, T]
+        distance = ((queries[:, :, :, None] - keys[:, :, None, :]) ** 2).sum(1)  # [B, T, N]
+        logits = torch.log_softmax(-self.temperature * distance, dim=-1)
+        prior = torch.zeros_like(logits)
+        for b in range(len(logits)):
+            n, t = int(token_mask[b].sum()), int(frame_lens[b])
+            prior[b, :t, :n] = beta_binomial_log_prior(n, t).T
+        logits = (logits + prior).masked_fill(~token_mask[:, None, :], -1e4)
+        return torch.log_softmax(logits, dim=-1)
+
+
+def forward_sum_loss(
+    log_attention: torch.Tensor,
+    token_lens: torch.Tensor,
+    frame_lens: torch.Tensor,
+    blank_log_prob: float = -1.0,
+) -> torch.Tensor:
+    """CTC over the attention: every phoneme, in order, must own some frames."""
+    padded = F.pad(log_attention, (1, 0), value=blank_log_prob)  # blank = class 0
+    log_probs = torch.log_softmax(padded, dim=-1).transpose(0, 1)  # [T, B, N + 1]
+    targets = torch.arange(1, log_attention.shape[-1] + 1, device=log_attention.device)
+    targets = targets[None].expand(len(token_lens), -1)
+    return F.ctc_loss(
+        log_probs, targets, frame_lens, token_lens, blank=0, reduction="mean", zero_infinity=True
+    )
+
+
+@dataclass
+class ModelOutput:
+    mel: torch.Tensor
+    """Predicted log-mel [B, T, n_mels]."""
+    log_durations: torch.Tensor
+    """Predicted log(1 + frames) per phoneme [B, N]."""
+    durations: torch.Tensor
+    """Durations used for the length regulator [B, N]."""
+    align_loss: torch.Tensor
+    """Forward-sum alignment loss (0 when durations were given)."""
+
+
+class VoiceCloner(nn.Module):
+    """Text (phoneme ids) + a reference mel of the target speaker → log-mel in that voice.
+
+    `learn_alignment`: include the aligner, for corpora without phoneme timings.
+    """
+
+    def __init__(
+        self, cfg: ModelConfig, n_phonemes: int, n_mels: int, learn_alignment: bool = False
+    ) -> None:
+        super().__init__()
+        width = cfg.width
+        self.cfg, self.n_mels = cfg, n_mels
+        self.embedding = nn.Embedding(n_phonemes, width, padding_idx=PAD)
+        self.encoder = ConvStack(width, cfg.depth, cfg.kernel_size, cfg.dropout)
+        self.speaker = speaker_encoder(n_mels, cfg.speaker_channels, width)
+        self.speaker_to_encoder = nn.Linear(width, width)
+        self.speaker_to_decoder = nn.Linear(width, width)
+        self.duration = DurationPredictor(width, cfg.kernel_size, cfg.dropout)
+        self.aligner = Aligner(width, n_mels) if learn_alignment else None
+        self.position = nn.Linear(1, width)
+        self.decoder = ConvStack(width, cfg.depth, cfg.kernel_size, cfg.dropout)
+        self.to_mel = nn.Linear(width, n_mels)
+
+    def embed_speaker(self, ref_mel: torch.Tensor, ref_lens: torch.Tensor) -> torch.Tensor:
+        """[B, T_ref, n_mels] reference frames → [B, width] speaker vector."""
+        relative = ref_lens.to(ref_mel.dtype) / ref_mel.shape[1]
+        return self.speaker(ref_mel, relative).squeeze(1)
+
+    def forward(
+        self,
+        phonemes: torch.Tensor,
+        phoneme_lens: torch.Tensor,
+        ref_mel: torch.Tensor,
+        ref_lens: torch.Tensor,
+        durations: torch.Tensor | None = None,
+        mel: torch.Tensor | None = None,
+        mel_lens: torch.Tensor | None = None,
+    ) -> ModelOutput:
+        """Teacher-forced when `durations` are given, or learned by the aligner from `mel`;
+        otherwise durations come from the duration predictor (inference)."""
+        dtype = self.to_mel.weight.dtype  # bf16 under DeepSpeed on GPUs
+        ref_mel = ref_mel.to(dtype)
+        token_mask = sequence_mask(phoneme_lens, phonemes.shape[1])
+        speaker = self.embed_speaker(ref_mel, ref_lens)
+        embedded = self.embedding(phonemes)
+        states = self.encoder(embedded, token_mask)
+        states = (states + self.speaker_to_encoder(speaker)[:, None, :]).masked_fill(
+            ~token_mask[..., None], 0.0
+        )
+        log_durations = self.duration(states, token_mask)
+        align_loss = states.new_zeros(())
+        if durations is None and mel is not None:
+            if self.aligner is None:
+                raise ValueError(
+                    "no durations given and the model has no aligner "
+                    "(build it with learn_alignment=True)"
+                )
+            log_attention = self.aligner(embedded, token_mask, mel.to(dtype), mel_lens)
+            durations = monotonic_alignment(log_attention.transpose(1, 2), phoneme_lens, mel_lens)
+            align_loss = forward_sum_loss(log_attention, phoneme_lens, mel_lens)
+        if durations is None:
+            durations = self.predict_durations(log_durations, token_mask)
+        n_frames = int(mel.shape[1]) if mel is not None else int(durations.sum(1).max())
+        frames, position = length_regulate(states, durations, n_frames)
+        frame_mask = sequence_mask(durations.sum(1), n_frames)
+        hidden = (
+            frames
+            + self.position(position[..., None].to(dtype))
+            + self.speaker_to_decoder(speaker)[:, None, :]
+        )
+        out = self.to_mel(self.decoder(hidden, frame_mask))
+        return ModelOutput(out, log_durations, durations, align_loss)
+
+    @staticmethod
+    def predict_durations(log_durations: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        frames = torch.round(torch.expm1(log_durations.float())).clamp(min=0).long()
+        frames = frames.masked_fill(~mask, 0)
+        empty = frames.sum(1) == 0  # never emit an empty utterance
+        frames[empty, 0] = 1
+        return frames
+
+
+# ---------------------------------------------------------------------------------------------
+# Size accounting
+
+
+def count_parameters(model: VoiceCloner) -> dict[str, int]:
+    """Total and non-embedding parameter counts (the scaling-law N is the latter)."""
+    total = sum(p.numel() for p in model.parameters())
+    embedding = model.embedding.weight.numel()
+    return {"total": total, "non_embedding": total - embedding}
+
+
+def _weight_macs_per_position(module: nn.Module) -> int:
+    """Multiply-accumulates per output position of every Linear/Conv1d inside `module`."""
+    macs = 0
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            macs += m.in_features * m.out_features
+        elif isinstance(m, nn.Conv1d):
+            macs += m.weight.numel()
+    return macs
+
+
+def _speaker_macs_per_frame(speaker: ECAPA_TDNN) -> int:
+    """ECAPA runs its convolutions on every reference frame; its squeeze-excitation layers and
+    the final projection run once per utterance (counted separately)."""
+    per_frame = 0
+    for name, m in speaker.named_modules():
+        if isinstance(m, nn.Conv1d) and ".se_block." not in f".{name}." and name != "fc.conv":
+            per_frame += m.weight.numel()
+    return per_frame
+
+
+def train_flops_per_step(
+    model: VoiceCloner, tokens: int, frames: int, ref_frames: int, utterances: int
+) -> float:
+    """Training FLOPs of one optimiser step over a batch with these totals.
+
+    Every Linear/Conv1d weight costs 2 FLOPs per multiply-accumulate forward, 2 for its weight
+    gradient and 2 for its input gradient — except layers fed directly by data (the first ECAPA
+    convolution reads the reference mel, `position` reads frame positions), which need no input
+    gradient. Positions each weight runs on:
+
+        tokens      encoder, duration predictor, aligner keys
+        frames      decoder, position, output projection, aligner queries
+        ref_frames  ECAPA convolutions
+        utterances  ECAPA squeeze-excitation and projection, speaker→encoder/decoder
+
+    Element-wise work (norms, activations, pooling statistics) and the alignment DP are not
+    counted; `tests/training/test_model.py` checks this against torch's FLOP counter.
+    """
+    per_token = sum(_weight_macs_per_position(m) for m in (model.encoder, model.duration))
+    if model.aligner is not None:
+        per_token += _weight_macs_per_position(model.aligner.key)
+    per_frame = sum(
+        _weight_macs_per_position(m) for m in (model.decoder, model.position, model.to_mel)
+    )
+    data_fed_per_frame = _weight_macs_per_position(model.position)
+    if model.aligner is not None:
+        per_frame += _weight_macs_per_position(model.aligner.query)
+        data_fed_per_frame += model.aligner.query[0].weight.numel()  # reads the target mel
+    per_ref_frame = _speaker_macs_per_frame(model.speaker)
+    per_utterance = (
+        _weight_macs_per_position(model.speaker)
+        - per_ref_frame
+        + _weight_macs_per_position(model.speaker_to_encoder)
+        + _weight_macs_per_position(model.speaker_to_decoder)
+    )
+    macs = (
+        per_token * tokens
+        + per_frame * frames
+        + per_ref_frame * ref_frames
+        + per_utterance * utterances
+    )
+    first_conv = model.speaker.blocks[0].conv.conv.weight.numel()
+    data_fed = first_conv * ref_frames + data_fed_per_frame * frames
+    return 6.0 * macs - 2.0 * data_fed

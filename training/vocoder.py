@@ -1,0 +1,94 @@
+"""Vocoders: log-mel → waveform. Griffin-Lim (torchaudio) offline; HiFi-GAN on GPU clusters.
+
+Both take the log-mel produced with `FeatureConfig` (natural log of magnitude, Slaney mel).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torchaudio
+
+from training.config import FeatureConfig
+
+__all__ = ["GriffinLimVocoder", "HifiGanVocoder", "Vocoder", "make_vocoder"]
+
+
+class Vocoder(Protocol):
+    sample_rate: int
+
+    def __call__(self, log_mel: torch.Tensor) -> torch.Tensor:
+        """[T, n_mels] log-mel → [samples] float waveform in [-1, 1]."""
+        ...
+
+
+class GriffinLimVocoder:
+    """Mel → linear magnitude by least squares (InverseMelScale), then Griffin-Lim phase."""
+
+    def __init__(self, cfg: FeatureConfig, n_iter: int = 32) -> None:
+        self.cfg, self.sample_rate = cfg, cfg.sample_rate
+        n_stft = cfg.n_fft // 2 + 1
+        self._inverse_mel = torchaudio.transforms.InverseMelScale(
+            n_stft=n_stft,
+            n_mels=cfg.n_mels,
+            sample_rate=cfg.sample_rate,
+            f_min=cfg.f_min,
+            f_max=cfg.f_max,
+            norm="slaney",
+            mel_scale="slaney",
+        )
+        self._griffin_lim = torchaudio.transforms.GriffinLim(
+            n_fft=cfg.n_fft,
+            win_length=cfg.win_length,
+            hop_length=cfg.hop_length,
+            power=1.0,
+            n_iter=n_iter,
+            momentum=0.99,
+            rand_init=False,
+        )
+
+    @torch.no_grad()
+    def __call__(self, log_mel: torch.Tensor) -> torch.Tensor:
+        magnitude_mel = torch.exp(log_mel.float().T)  # [n_mels, T]
+        linear = self._inverse_mel(magnitude_mel).clamp(min=0)
+        wave = self._griffin_lim(linear)
+        peak = wave.abs().max()
+        return wave / peak * 0.95 if peak > 0.95 else wave
+
+
+class HifiGanVocoder:
+    """speechbrain's HiFi-GAN from a hub id or a local directory (GPU-cluster option).
+
+    The pretrained LJSpeech/LibriTTS HiFi-GANs expect their own mel recipe; use them with a
+    FeatureConfig that matches it.
+    """
+
+    def __init__(self, source: str, savedir: str, sample_rate: int) -> None:
+        from speechbrain.inference.vocoders import HIFIGAN
+
+        self.sample_rate = sample_rate
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self._model = HIFIGAN.from_hparams(
+            source=source, savedir=savedir, run_opts={"device": device}
+        )
+
+    @torch.no_grad()
+    def __call__(self, log_mel: torch.Tensor) -> torch.Tensor:
+        return self._model.decode_batch(log_mel.T[None]).squeeze().cpu()
+
+
+def make_vocoder(
+    cfg: FeatureConfig,
+    kind: str = "griffin-lim",
+    source: str | None = None,
+    savedir: str = "data/hifigan",
+) -> Vocoder:
+    """The vocoder named `kind`; `source` is the HiFi-GAN hub id or local directory."""
+    if kind == "griffin-lim":
+        return GriffinLimVocoder(cfg)
+    if kind == "hifigan":
+        if not source:
+            raise ValueError("the hifigan vocoder needs a source: a hub id or a local directory")
+        return HifiGanVocoder(source, savedir, cfg.sample_rate)
+    raise ValueError(f"unknown vocoder {kind!r}: expected 'griffin-lim' or 'hifigan'")
