@@ -52,6 +52,8 @@ corpus: venv
 
 bench: venv
 	$(PY) bench/corpus_build.py
+	$(PY) bench/train_step.py
+	$(PY) bench/eval_time.py
 
 clean-venv:
 	rm -rf $(VENV)

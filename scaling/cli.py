@@ -120,6 +120,43 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if outcome.status == "done" else 1
 
 
+def _judges_check(args: argparse.Namespace) -> int:
+    from eval.judges_check import check_judges
+    from training.config import CorpusRef, FeatureConfig
+    from training.corpus.resolve import resolve_corpus
+
+    corpus = args.corpus or resolve_corpus(
+        CorpusRef(synthetic=args.preset), FeatureConfig(), progress=not args.json
+    )
+    result = check_judges(corpus, per_speaker=args.per_speaker)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(
+        f"judges on {result['speakers']} held-out voices, {result['utterances']} utterances "
+        f"of {result['corpus']} ({result['seconds']:.0f} s)"
+    )
+    for name, version in result["judges"].items():
+        print(f"  {name:<8} {version}")
+    rows = [
+        ("speaker-verification EER", "eer"),
+        ("identical-audio SIM", "identical_sim"),
+        ("same / different speaker SIM", None),
+        ("ground-truth WER", "gt_wer"),
+        ("Griffin-Lim resynthesis WER", "gl_wer"),
+        ("wrong-text WER", "wrong_text_wer"),
+        ("noise WER", "noise_wer"),
+    ]
+    for label, key in rows:
+        value = (
+            f"{result[key]:.3f}"
+            if key
+            else f"{result['same_speaker_sim']:.3f} / {result['different_speaker_sim']:.3f}"
+        )
+        print(f"  {label:<30} {value}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicescale", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -186,6 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--dry-run", action="store_true", help="print the resolved config")
     train.set_defaults(handler=_train)
 
+    judges = commands.add_parser("judges", help="validate the evaluation judges")
+    judges_cmds = judges.add_subparsers(dest="judges_command", required=True)
+    check = judges_cmds.add_parser("check", help="EER, identical SIM and WER sanity figures")
+    check.add_argument(
+        "--corpus",
+        type=Path,
+        default=None,
+        help="a prepared corpus (default: the synthetic --preset, built if needed)",
+    )
+    check.add_argument("--preset", default="default")
+    check.add_argument(
+        "--per-speaker",
+        type=int,
+        default=12,
+        help="held-out utterances per voice (default: %(default)s)",
+    )
+    check.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    check.set_defaults(handler=_judges_check)
+
     card = corpus_cmds.add_parser("card", help="print a corpus card")
     card.add_argument("corpus", type=Path)
     card.add_argument("--json", action="store_true")
@@ -195,13 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `voicescale` console script."""
+    from eval.errors import JudgeUnavailable
     from training.config import ConfigError
     from training.corpus.manifest import CorpusError
 
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, CorpusError) as err:
+    except (ConfigError, CorpusError, JudgeUnavailable) as err:
         print(f"voicescale: error: {err}", file=sys.stderr)
         return 2
 

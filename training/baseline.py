@@ -4,7 +4,9 @@ What a careful 2010 engineer would build for zero-shot cloning with linear tools
 
     frame features  one-hot(current phoneme × position-in-phoneme bin)
                     + one-hot(previous phoneme) + one-hot(next phoneme)
-                    + speaker features: mean and std of the reference clip's log-mel
+                    + speaker features: mean and std of the reference clip's log-mel, one
+                      copy per broad phoneme class (pause / vowel / voiced / voiceless), so a
+                      voice's colour can act differently on each kind of sound
     model           ridge regression frame features → log-mel (closed form, normal equations)
     durations       per-phoneme mean frame counts from the training data
     alignment       the corpus timings when present; otherwise a flat start (uniform
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import sparse
 
 from training.config import TrialConfig, to_dict
 from training.data import Example, TrialData
@@ -35,7 +38,6 @@ __all__ = ["BaselineModel", "fit_baseline", "train_baseline"]
 
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 POSITION_BINS = (2, 3, 5)
-_CHUNK_FRAMES = 200_000
 
 
 @dataclass
@@ -44,14 +46,16 @@ class BaselineModel:
     """[n_features, n_mels] ridge solution."""
     mean_durations: np.ndarray
     """[vocabulary] mean frames per phoneme."""
-    n_symbols: int
+    phoneme_class: np.ndarray
+    """[vocabulary] broad class of each phoneme (pause, vowel, voiced, voiceless consonant)."""
     position_bins: int
     alpha: float
 
-    # -- features --------------------------------------------------------------------------
+    @property
+    def n_symbols(self) -> int:
+        return len(self.phoneme_class)
 
-    def design(self, phonemes: np.ndarray, durations: np.ndarray, ref: np.ndarray) -> np.ndarray:
-        return design_matrix(phonemes, durations, ref, self.n_symbols, self.position_bins)
+    # -- prediction ------------------------------------------------------------------------
 
     def predict(
         self, phonemes: np.ndarray, ref: np.ndarray, durations: np.ndarray | None = None
@@ -59,7 +63,13 @@ class BaselineModel:
         """Log-mel [T, n_mels]; durations default to the per-phoneme means."""
         if durations is None:
             durations = self.predict_durations(phonemes)
-        return self.design(phonemes, durations, ref) @ self.weights
+        columns = frame_columns(phonemes, durations, self.n_symbols, self.position_bins)
+        n_onehot = self.n_symbols * (self.position_bins + 2)
+        onehot = self.weights[:n_onehot]
+        speaker = self.weights[n_onehot:].reshape(N_CLASSES, -1, self.weights.shape[1])
+        per_class = np.einsum("d,cdm->cm", speaker_features(ref), speaker)  # [classes, M]
+        frame_class = self.phoneme_class[np.repeat(phonemes, durations)]
+        return onehot[columns].sum(1) + per_class[frame_class]
 
     def predict_durations(self, phonemes: np.ndarray) -> np.ndarray:
         frames = np.rint(self.mean_durations[phonemes]).astype(np.int64)
@@ -80,6 +90,7 @@ class BaselineModel:
             {
                 "weights": self.weights.astype(np.float32),
                 "mean_durations": self.mean_durations.astype(np.float32),
+                "phoneme_class": self.phoneme_class.astype(np.int64),
             },
             str(out / "model.safetensors"),
         )
@@ -106,67 +117,129 @@ class BaselineModel:
         return cls(
             tensors["weights"].astype(np.float64),
             tensors["mean_durations"].astype(np.float64),
-            len(config["vocabulary"]),
+            tensors["phoneme_class"].astype(np.int64),
             config["position_bins"],
             config["alpha"],
         )
 
 
-def design_matrix(
-    phonemes: np.ndarray, durations: np.ndarray, ref: np.ndarray, n_symbols: int, bins: int
+def frame_columns(
+    phonemes: np.ndarray, durations: np.ndarray, n_symbols: int, bins: int
 ) -> np.ndarray:
-    """Frame features [T, n_symbols·(bins+2) + 2·n_mels + 1] for one utterance."""
+    """The three active one-hot features of every frame [T, 3]: current phoneme × position
+    bin, previous phoneme, next phoneme."""
     n_frames = int(durations.sum())
     which = np.repeat(np.arange(len(phonemes)), durations)
     starts = np.repeat(np.cumsum(durations) - durations, durations)
     position = (np.arange(n_frames) - starts) / np.repeat(np.maximum(durations, 1), durations)
     position_bin = np.minimum((position * bins).astype(np.int64), bins - 1)
-    current = phonemes[which]
     previous = np.concatenate([[0], phonemes[:-1]])[which]
     following = np.concatenate([phonemes[1:], [0]])[which]
-    n_mels = ref.shape[1]
-    width = n_symbols * (bins + 2) + 2 * n_mels + 1
-    x = np.zeros((n_frames, width))
-    rows = np.arange(n_frames)
-    x[rows, current * bins + position_bin] = 1.0
-    x[rows, n_symbols * bins + previous] = 1.0
-    x[rows, n_symbols * (bins + 1) + following] = 1.0
-    speaker = n_symbols * (bins + 2)
-    x[:, speaker : speaker + n_mels] = ref.mean(0)
-    x[:, speaker + n_mels : speaker + 2 * n_mels] = ref.std(0)
-    x[:, -1] = 1.0
-    return x
+    return np.stack(
+        [
+            phonemes[which] * bins + position_bin,
+            n_symbols * bins + previous,
+            n_symbols * (bins + 1) + following,
+        ],
+        axis=1,
+    )
+
+
+N_CLASSES = 4
+_VOICELESS = {"p", "t", "k", "f", "T", "s", "S", "h", "tS", "x"}
+_VOICED = {
+    "b",
+    "d",
+    "g",
+    "v",
+    "D",
+    "z",
+    "Z",
+    "dZ",
+    "m",
+    "n",
+    "N",
+    "l",
+    "r",
+    "w",
+    "j",
+    "R",
+    "@L",
+    "n-",
+    "l/",
+    "r-",
+}
+
+
+def phoneme_classes(symbols: tuple[str, ...]) -> np.ndarray:
+    """0 pause (and padding), 1 vowel, 2 voiced consonant, 3 voiceless consonant — from the
+    eSpeak mnemonic with stress marks removed."""
+    classes = []
+    for symbol in symbols:
+        bare = symbol.strip("'," + ";")
+        if not bare or bare.startswith(("_", "<")):
+            classes.append(0)
+        elif bare in _VOICELESS:
+            classes.append(3)
+        elif bare in _VOICED:
+            classes.append(2)
+        else:
+            classes.append(1)
+    return np.array(classes, dtype=np.int64)
+
+
+def speaker_features(ref: np.ndarray) -> np.ndarray:
+    """Per-utterance features: the reference clip's log-mel mean and std, and a bias."""
+    return np.concatenate([ref.mean(0), ref.std(0), [1.0]])
 
 
 def _normal_equations(
     examples: list[Example],
     durations: list[np.ndarray],
     refs: list[np.ndarray],
-    n_symbols: int,
+    phoneme_class: np.ndarray,
     bins: int,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    xtx, xty, frames = None, None, 0
-    chunk_x, chunk_y = [], []
+    """XᵀX and XᵀY for X = [one-hot context A | speaker features Z by phoneme class].
 
-    def flush() -> None:
-        nonlocal xtx, xty
-        x, y = np.concatenate(chunk_x), np.concatenate(chunk_y)
-        xtx = x.T @ x if xtx is None else xtx + x.T @ x
-        xty = x.T @ y if xty is None else xty + x.T @ y
-        chunk_x.clear()
-        chunk_y.clear()
-
-    pending = 0
-    for e, d, r in zip(examples, durations, refs, strict=True):
-        chunk_x.append(design_matrix(e.phonemes, d, r, n_symbols, bins))
-        chunk_y.append(e.mel.astype(np.float64))
-        pending += len(e.mel)
-        frames += len(e.mel)
-        if pending >= _CHUNK_FRAMES:
-            flush()
-            pending = 0
-    if chunk_x:
-        flush()
+    A is sparse (3 ones per frame). Z holds the utterance's speaker features z_u in the block
+    of the frame's phoneme class, so it is constant within each (utterance, class) group g:
+    AᵀZ, ZᵀZ and ZᵀY reduce to sums over groups of counts_g, n_g and Σ_t y_t. No dense
+    [frames × features] matrix is built.
+    """
+    n_symbols = len(phoneme_class)
+    n_onehot = n_symbols * (bins + 2)
+    columns = [
+        frame_columns(e.phonemes, d, n_symbols, bins)
+        for e, d in zip(examples, durations, strict=True)
+    ]
+    frames = sum(len(c) for c in columns)
+    a = sparse.csr_matrix(
+        (np.ones(3 * frames), (np.repeat(np.arange(frames), 3), np.concatenate(columns).ravel())),
+        shape=(frames, n_onehot),
+    )
+    y = np.concatenate([e.mel for e in examples]).astype(np.float64)
+    z = np.stack([speaker_features(r) for r in refs])  # [U, Zd]
+    frame_class = np.concatenate(
+        [phoneme_class[np.repeat(e.phonemes, d)] for e, d in zip(examples, durations, strict=True)]
+    )
+    owner = np.repeat(np.arange(len(examples)), [len(c) for c in columns])
+    group = owner * N_CLASSES + frame_class
+    n_groups = len(examples) * N_CLASSES
+    to_group = sparse.csr_matrix(
+        (np.ones(frames), (group, np.arange(frames))), shape=(n_groups, frames)
+    )
+    counts = to_group @ a  # [G, n_onehot]
+    y_sums = to_group @ y  # [G, M]
+    sizes = np.asarray(to_group.sum(1)).ravel()
+    zg = np.zeros((n_groups, N_CLASSES, z.shape[1]))
+    zg[np.arange(n_groups), np.arange(n_groups) % N_CLASSES] = np.repeat(z, N_CLASSES, 0)
+    zg = zg.reshape(n_groups, -1)
+    ata = (a.T @ a).toarray()
+    atz = np.asarray(counts.T @ zg)
+    ztz = (zg * sizes[:, None]).T @ zg
+    xtx = np.block([[ata, atz], [atz.T, ztz]])
+    xty = np.vstack([a.T @ y, zg.T @ y_sums])
     return xtx, xty, frames
 
 
@@ -227,7 +300,7 @@ def _viterbi_durations(
 
 def _flat_start_durations(
     examples: list[Example],
-    n_symbols: int,
+    phoneme_class: np.ndarray,
     refs: list[np.ndarray],
     iterations: int = 2,
     bins: int = 3,
@@ -238,8 +311,10 @@ def _flat_start_durations(
         for e in examples
     ]
     for _ in range(iterations):
-        xtx, xty, _ = _normal_equations(examples, durations, refs, n_symbols, bins)
-        model = BaselineModel(_solve(xtx, xty, 10.0), np.zeros(n_symbols), n_symbols, bins, 10.0)
+        xtx, xty, _ = _normal_equations(examples, durations, refs, phoneme_class, bins)
+        model = BaselineModel(
+            _solve(xtx, xty, 10.0), np.zeros(len(phoneme_class)), phoneme_class, bins, 10.0
+        )
         durations = _viterbi_durations(model, examples, refs)
     return durations
 
@@ -247,11 +322,12 @@ def _flat_start_durations(
 def fit_baseline(data: TrialData, seed: int) -> tuple[BaselineModel, dict[str, Any]]:
     """Tune (bins, alpha) on training voices held out from the budget, then refit on all."""
     n_symbols = len(data.vocab)
+    classes = phoneme_classes(data.vocab.symbols)
     refs = _training_references(data, seed)
     if all(e.durations is not None for e in data.train):
         durations = [e.durations for e in data.train]
     else:
-        durations = _flat_start_durations(data.train, n_symbols, refs)
+        durations = _flat_start_durations(data.train, classes, refs)
     speakers = sorted({e.speaker for e in data.train})
     tune_speakers = set(speakers[::5]) if len(speakers) > 1 else set()  # ~1 voice in 5
     fit_idx = [i for i, e in enumerate(data.train) if e.speaker not in tune_speakers]
@@ -264,12 +340,12 @@ def fit_baseline(data: TrialData, seed: int) -> tuple[BaselineModel, dict[str, A
                 [data.train[i] for i in fit_idx],
                 [durations[i] for i in fit_idx],
                 [refs[i] for i in fit_idx],
-                n_symbols,
+                classes,
                 bins,
             )
             for alpha in ALPHAS:
                 candidate = BaselineModel(
-                    _solve(xtx, xty, alpha), np.zeros(n_symbols), n_symbols, bins, alpha
+                    _solve(xtx, xty, alpha), np.zeros(n_symbols), classes, bins, alpha
                 )
                 loss = _l1(
                     candidate,
@@ -280,11 +356,11 @@ def fit_baseline(data: TrialData, seed: int) -> tuple[BaselineModel, dict[str, A
                 tuning[f"bins={bins},alpha={alpha:g}"] = loss
                 best = min(best, (loss, bins, alpha))
     _, bins, alpha = best
-    xtx, xty, frames = _normal_equations(data.train, durations, refs, n_symbols, bins)
+    xtx, xty, frames = _normal_equations(data.train, durations, refs, classes, bins)
     model = BaselineModel(
         _solve(xtx, xty, alpha),
         _mean_durations(data.train, durations, n_symbols),
-        n_symbols,
+        classes,
         bins,
         alpha,
     )
@@ -293,7 +369,9 @@ def fit_baseline(data: TrialData, seed: int) -> tuple[BaselineModel, dict[str, A
         "tuning": tuning,
         "position_bins": bins,
         "alpha": alpha,
-        "fit_flops": 2.0 * frames * width * (width + data.n_mels) + width**3 / 3,
+        # Arithmetic of the fit: sparse products (~3 features per frame) plus the dense solve.
+        "fit_flops": 2.0 * frames * (9 + 3 * data.n_mels) + width**3 / 3,
+        "speaker_feature_classes": N_CLASSES,
     }
     return model, info
 

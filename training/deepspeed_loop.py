@@ -188,15 +188,32 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     torch.manual_seed(trial.seed)
+    started = time.perf_counter()
     data = TrialData.load(trial, loop_config["corpus_root"])
+    loaded = time.perf_counter()
     engine, device = _build_engine(trial, data, world)
     state = _restore(engine)
+    # Where this attempt's time goes (for the benchmark; not carried across restarts).
+    timing = {
+        "data_load_s": loaded - started,
+        "engine_init_s": time.perf_counter() - loaded,
+        "step_s": [],
+    }
     steps = total_steps(trial, len(data.train))
     try:
         status = _run_steps(
-            engine, trial, data, state, steps, rank, world, device, loop_config.get("marker_dir")
+            engine,
+            trial,
+            data,
+            state,
+            steps,
+            rank,
+            world,
+            device,
+            loop_config.get("marker_dir"),
+            timing["step_s"],
         )
-        _finish(engine, trial, data, state, steps, status, rank, world)
+        _finish(engine, trial, data, state, steps, status, rank, world, timing)
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
@@ -212,7 +229,7 @@ def _build_engine(trial: TrialConfig, data: TrialData, world: int):
     )
     optimizer = torch.optim.AdamW(
         model.parameters(),
-        lr=trial.optim.lr,
+        lr=trial.learning_rate,
         betas=trial.optim.betas,
         weight_decay=trial.optim.weight_decay,
     )
@@ -251,6 +268,7 @@ def _run_steps(
     world: int,
     device: torch.device,
     marker_dir: str | None,
+    step_times: list[float],
 ) -> str:
     micro = engine.train_micro_batch_size_per_gpu()
     accumulation = engine.gradient_accumulation_steps()
@@ -276,7 +294,8 @@ def _run_steps(
         if state.step == 0:
             state.first_train_loss = train_loss
         state.last_train_loss = train_loss
-        state.train_seconds += time.perf_counter() - started
+        step_times.append(time.perf_counter() - started)
+        state.train_seconds += step_times[-1]
         state.flops += _step_flops(engine.module, data, indices, micro * world * accumulation)
         state.step += 1
         if not math.isfinite(train_loss):
@@ -310,6 +329,18 @@ def _run_steps(
         if at_eval and patience and state.evals_without_improvement >= patience:
             return "early_stopped"
     return "done"
+
+
+def _timing_summary(timing: dict[str, Any]) -> dict[str, float]:
+    steps = timing["step_s"]
+    steady = steps[3:] or steps  # the first steps warm caches and allocators
+    return {
+        "data_load_s": timing["data_load_s"],
+        "engine_init_s": timing["engine_init_s"],
+        "first_step_s": steps[0] if steps else math.nan,
+        "steady_step_s": float(np.median(steady)) if steady else math.nan,
+        "steps_timed": len(steps),
+    }
 
 
 def _step_seed(*parts: int) -> int:
@@ -377,6 +408,7 @@ def _finish(
     status: str,
     rank: int,
     world: int,
+    timing: dict[str, Any],
 ) -> None:
     """Export the final weights (rank 0) and report the trial's final metrics."""
     import ray.train
@@ -399,6 +431,7 @@ def _finish(
         "first_train_loss": state.first_train_loss,
         "params": counts["total"],
         "params_non_embedding": counts["non_embedding"],
+        "learning_rate": trial.learning_rate,
         "train_flops": state.flops,
         "train_seconds": state.train_seconds,
         "data_utterances": len(data.train),
@@ -406,6 +439,7 @@ def _finish(
         # Data parallelism keeps one model: every rank must hold identical weights.
         "replicas_in_sync": len(set(digests)) == 1,
         "parameter_digests": digests,
+        "timing": _timing_summary(timing),
     }
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = None

@@ -34,7 +34,8 @@ class Synthesizer:
     ) -> None:
         self.trial, self.vocab, self.vocoder = trial, vocab, vocoder
         self.features: FeatureConfig = trial.data.features
-        self._predict = predict  # (phoneme ids [N], reference mel [R, M]) -> log-mel [T, M]
+        # (phoneme ids [N], reference mel [R, M], durations [N] | None) -> log-mel [T, M]
+        self._predict = predict
         self._mel = MelExtractor(self.features)
         self._espeak: Espeak | None = None
         self.ref_frames = reference_frames(
@@ -52,7 +53,7 @@ class Synthesizer:
             from training.baseline import BaselineModel
 
             baseline = BaselineModel.load(export_dir)
-            return cls(trial, vocab, lambda ids, ref: baseline.predict(ids, ref), vocoder)
+            return cls(trial, vocab, baseline.predict, vocoder)
         model = load_neural(
             export_dir,
             trial.model,
@@ -62,12 +63,15 @@ class Synthesizer:
         )
 
         @torch.no_grad()
-        def predict(ids: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        def predict(
+            ids: np.ndarray, ref: np.ndarray, durations: np.ndarray | None = None
+        ) -> np.ndarray:
             out = model(
                 torch.from_numpy(ids)[None],
                 torch.tensor([len(ids)]),
                 torch.from_numpy(ref)[None].float(),
                 torch.tensor([len(ref)]),
+                durations=None if durations is None else torch.from_numpy(durations)[None],
             )
             return out.mel[0].float().numpy()
 
@@ -83,8 +87,12 @@ class Synthesizer:
         wave = resample(np.asarray(audio, dtype=np.float32), sample_rate, self.features.sample_rate)
         return self._mel(wave).numpy()[: self.ref_frames]
 
-    def predict_mel(self, phoneme_ids: np.ndarray, ref_mel: np.ndarray) -> np.ndarray:
-        return self._predict(phoneme_ids, ref_mel)
+    def predict_mel(
+        self, phoneme_ids: np.ndarray, ref_mel: np.ndarray, durations: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Log-mel for phoneme ids in the reference's voice; `durations` (frames per phoneme)
+        teacher-force the timing, else the model predicts it."""
+        return self._predict(phoneme_ids, ref_mel, durations)
 
     def synthesize(self, text: str, reference_audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Speech for `text` in the voice of `reference_audio`, at `self.features.sample_rate`."""

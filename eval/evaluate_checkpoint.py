@@ -1,0 +1,325 @@
+"""Cloning quality of one exported checkpoint (neural or baseline), judged independently.
+
+For each held-out speaker: the prompt utterance (its first `prompt_seconds`) is the voice to
+clone; the next `sentences_per_speaker` utterances are the texts to speak; the remaining ones
+form the speaker's enrolment — the real audio SIM compares against (never the prompt, never
+the target itself). Each generated utterance is vocoded, transcribed and embedded:
+
+    sim       cosine(generated, enrolment centroid), mean over utterances, bootstrap CI
+    wer       pooled WER of the transcripts vs the input text, bootstrap CI over utterances
+    val_loss  teacher-forced log-mel L1 of the same utterances (held-out voices), with CI
+
+Ceilings measured with the same judges — the real recordings, and the real mel through the
+vocoder — come with every result (computed once per corpus and judge, then cached).
+
+Broken output (empty, silent, NaN or absurdly long audio) never crashes an evaluation: the
+utterance scores WER 1 and SIM 0 and is counted in `failed_utterances`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from eval.asr import Transcriber, make_transcriber
+from eval.speaker_similarity import SpeakerEmbedder, cosine, make_embedder
+from eval.word_error_rate import utterance_wer
+from training.config import EvalConfig, FeatureConfig, to_dict
+from training.corpus.audio import read_audio
+from training.corpus.features import FeatureStore, load_features
+from training.corpus.manifest import Corpus, CorpusError, Utterance
+from training.data import heldout_roles, reference_frames
+from training.inference import Synthesizer
+from training.vocoder import Vocoder, make_vocoder
+
+__all__ = [
+    "EvalItem",
+    "Judges",
+    "bootstrap_ci",
+    "check_generated_audio",
+    "evaluate_checkpoint",
+    "evaluation_plan",
+]
+
+MAX_SECONDS = 30.0
+"""Generated audio longer than this (or 4x the real utterance) counts as failed."""
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    speaker: str
+    prompt: Utterance
+    target: Utterance
+
+
+@dataclass
+class Judges:
+    """The judges of one evaluation, built once and shared by every checkpoint."""
+
+    embedder: SpeakerEmbedder
+    transcriber: Transcriber
+
+    @classmethod
+    def build(cls, cfg: EvalConfig, corpus_root: Path) -> Judges:
+        grammar = corpus_root / "grammar.jsgf"
+        return cls(
+            make_embedder(cfg.speaker_judge, source=cfg.speaker_judge_source),
+            make_transcriber(
+                cfg.asr_judge,
+                source=cfg.asr_judge_source,
+                grammar=grammar if grammar.exists() else None,
+            ),
+        )
+
+    def versions(self) -> dict[str, str]:
+        return {"speaker": self.embedder.version(), "asr": self.transcriber.version()}
+
+
+def evaluation_plan(
+    corpus: Corpus, cfg: EvalConfig
+) -> tuple[list[EvalItem], dict[str, list[Utterance]]]:
+    """(items to synthesise, enrolment utterances per speaker)."""
+    items, enrolment = [], {}
+    for speaker, (prompt, targets) in heldout_roles(corpus.heldout).items():
+        chosen, rest = targets[: cfg.sentences_per_speaker], targets[cfg.sentences_per_speaker :]
+        if not rest:
+            raise CorpusError(
+                f"{corpus.root}: held-out speaker {speaker} has {len(targets) + 1} utterances; "
+                f"eval.sentences_per_speaker={cfg.sentences_per_speaker} leaves none for "
+                "enrolment (SIM needs real audio other than the prompt and the targets)"
+            )
+        items += [EvalItem(speaker, prompt, t) for t in chosen]
+        enrolment[speaker] = rest
+    return items, enrolment
+
+
+def bootstrap_ci(
+    n: int, statistic, resamples: int, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile interval of `statistic(indices)` over resamples of range(n)."""
+    if n == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    values = [statistic(rng.integers(0, n, n)) for _ in range(resamples)]
+    tail = (1 - level) / 2 * 100
+    return (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
+
+
+def check_generated_audio(
+    wave: np.ndarray, sample_rate: int, reference_seconds: float
+) -> str | None:
+    """Why generated audio is unusable, or None if it is fine."""
+    if wave.size == 0:
+        return "empty audio"
+    if not np.isfinite(wave).all():
+        return "NaN or infinite samples"
+    seconds = len(wave) / sample_rate
+    if seconds > max(MAX_SECONDS, 4 * reference_seconds):
+        return f"absurdly long audio ({seconds:.1f} s for a {reference_seconds:.1f} s sentence)"
+    if np.sqrt(np.mean(np.square(wave, dtype=np.float64))) < 1e-4:
+        return "silent audio"
+    return None
+
+
+def _centroids(
+    embedder: SpeakerEmbedder, corpus: Corpus, enrolment: dict[str, list[Utterance]]
+) -> dict[str, np.ndarray]:
+    out = {}
+    for speaker, utts in enrolment.items():
+        waves = [read_audio(corpus.audio_path(u)) for u in utts]
+        vectors = embedder.embed([w for w, _ in waves], waves[0][1])
+        vectors = vectors[np.isfinite(vectors).all(1)]
+        out[speaker] = vectors.mean(0)
+    return out
+
+
+def _judge(
+    wave: np.ndarray, rate: int, item: EvalItem, judges: Judges, centroid: np.ndarray
+) -> dict[str, Any]:
+    """WER, SIM and transcript of one (generated or real) utterance; failures score worst."""
+    problem = check_generated_audio(wave, rate, item.target.duration_s)
+    if problem is None:
+        transcript = judges.transcriber.transcribe(wave, rate)
+        vector = judges.embedder.embed([wave], rate)[0]
+        if not np.isfinite(vector).all():
+            problem = "no speech found by the speaker judge"
+    if problem is not None:
+        counts = utterance_wer(item.target.text, "")
+        return {
+            "transcript": "",
+            "errors": counts.errors,
+            "words": counts.words,
+            "wer": 1.0,
+            "sim": 0.0,
+            "failed": problem,
+        }
+    counts = utterance_wer(item.target.text, transcript)
+    return {
+        "transcript": transcript,
+        "errors": counts.errors,
+        "words": counts.words,
+        "wer": counts.wer,
+        "sim": cosine(vector, centroid),
+        "failed": None,
+    }
+
+
+def _aggregate(records: list[dict[str, Any]], resamples: int, prefix: str = "") -> dict[str, Any]:
+    errors = np.array([r["errors"] for r in records], dtype=float)
+    words = np.array([r["words"] for r in records], dtype=float)
+    sims = np.array([r["sim"] for r in records], dtype=float)
+    out = {
+        f"{prefix}sim": float(sims.mean()),
+        f"{prefix}sim_ci": bootstrap_ci(len(sims), lambda i: sims[i].mean(), resamples),
+        f"{prefix}wer": float(errors.sum() / words.sum()),
+        f"{prefix}wer_ci": bootstrap_ci(
+            len(errors), lambda i: errors[i].sum() / words[i].sum(), resamples
+        ),
+    }
+    if "l1_sum" in records[0]:
+        l1 = np.array([r["l1_sum"] for r in records])
+        cells = np.array([r["l1_cells"] for r in records], dtype=float)
+        out["val_loss"] = float(l1.sum() / cells.sum())
+        out["val_loss_ci"] = bootstrap_ci(
+            len(l1), lambda i: l1[i].sum() / cells[i].sum(), resamples
+        )
+    return out
+
+
+def reference_scores(
+    corpus: Corpus,
+    cfg: EvalConfig,
+    features: FeatureConfig,
+    judges: Judges,
+    items: list[EvalItem],
+    enrolment: dict[str, list[Utterance]],
+    store: FeatureStore,
+    index: dict[str, int],
+    vocoder: Vocoder,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """What every checkpoint of a corpus shares: each speaker's enrolment centroid, and the
+    ceilings — the judges' scores on the real recordings and on the real mel through the
+    vocoder. Computed once, cached in `<corpus>/eval_cache/` keyed by the evaluation
+    settings and the judges' versions."""
+    key = hashlib.sha256(
+        json.dumps(
+            {"eval": to_dict(cfg), "features": to_dict(features), "judges": judges.versions()},
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:12]
+    cache = corpus.root / "eval_cache" / f"reference-{key}.json"
+    if cache.exists():
+        saved = json.loads(cache.read_text())
+        return {s: np.array(v) for s, v in saved["centroids"].items()}, saved["ceilings"]
+    centroids = _centroids(judges.embedder, corpus, enrolment)
+    real, vocoded = [], []
+    for item in items:
+        wave, rate = read_audio(corpus.audio_path(item.target))
+        real.append(_judge(wave, rate, item, judges, centroids[item.speaker]))
+        mel = torch.from_numpy(np.array(store.mel(index[item.target.id])))
+        vocoded.append(
+            _judge(
+                vocoder(mel).numpy(), features.sample_rate, item, judges, centroids[item.speaker]
+            )
+        )
+    result = {
+        **_aggregate(real, cfg.bootstrap, "ground_truth_"),
+        **_aggregate(vocoded, cfg.bootstrap, "vocoded_ground_truth_"),
+    }
+    cache.parent.mkdir(exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps(
+            {"centroids": {s: v.tolist() for s, v in centroids.items()}, "ceilings": result},
+            indent=2,
+        )
+    )
+    tmp.replace(cache)
+    return centroids, result
+
+
+def evaluate_checkpoint(
+    export_dir: str | Path,
+    corpus_root: str | Path,
+    out_dir: str | Path,
+    *,
+    cfg: EvalConfig | None = None,
+    judges: Judges | None = None,
+) -> dict[str, Any]:
+    """Evaluate one export; write per_utterance.jsonl, metrics.json and samples/ to `out_dir`.
+
+    Returns the metrics: sim, wer, val_loss with CIs, failed_utterances, ceilings, timings.
+    """
+    started = time.perf_counter()
+    export_dir, corpus_root, out_dir = Path(export_dir), Path(corpus_root), Path(out_dir)
+    synthesizer = Synthesizer.load(export_dir)
+    cfg = cfg or synthesizer.trial.eval
+    features = synthesizer.features
+    corpus = Corpus.open(corpus_root, check_files=False)
+    store = load_features(corpus, features, workers=1, progress=False)
+    index = {u.id: i for i, u in enumerate(corpus.utterances)}
+    judges = judges or Judges.build(cfg, corpus_root)
+    items, enrolment = evaluation_plan(corpus, cfg)
+    ref_frames = reference_frames(cfg.prompt_seconds, features.sample_rate, features.hop_length)
+    vocoder = make_vocoder(features)
+    reference_started = time.perf_counter()
+    centroids, ceiling_scores = reference_scores(
+        corpus, cfg, features, judges, items, enrolment, store, index, vocoder
+    )
+    reference_seconds = time.perf_counter() - reference_started
+    (out_dir / "samples").mkdir(parents=True, exist_ok=True)
+    records = []
+    for n, item in enumerate(items):
+        ids = synthesizer.vocab.encode(item.target.phonemes)
+        ref = np.array(store.mel(index[item.prompt.id])[:ref_frames])
+        target_mel = np.array(store.mel(index[item.target.id]))
+        durations = store.frame_durations(index[item.target.id])
+        record = {
+            "speaker": item.speaker,
+            "id": item.target.id,
+            "prompt": item.prompt.id,
+            "text": item.target.text,
+            "reference_seconds": item.target.duration_s,
+        }
+        if durations is not None:  # teacher-forced reconstruction: the held-out loss
+            forced = synthesizer.predict_mel(ids, ref, durations.astype(np.int64))
+            record["l1_sum"] = float(np.abs(forced - target_mel).sum())
+            record["l1_cells"] = int(target_mel.size)
+        mel = synthesizer.predict_mel(ids, ref)
+        # A non-finite mel is passed on as NaN audio, which the judging step counts as failed.
+        wave = (
+            vocoder(torch.from_numpy(mel)).numpy()
+            if np.isfinite(mel).all()
+            else np.full(1, np.nan, np.float32)
+        )
+        record.update(_judge(wave, features.sample_rate, item, judges, centroids[item.speaker]))
+        record["generated_seconds"] = len(wave) / features.sample_rate
+        if n < cfg.audio_samples and record["failed"] is None:
+            path = out_dir / "samples" / f"{item.target.id}.wav"
+            sf.write(str(path), np.clip(wave, -1, 1), features.sample_rate)
+            record["audio"] = str(path.relative_to(out_dir))
+        records.append(record)
+    with (out_dir / "per_utterance.jsonl").open("w") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    metrics = {
+        **_aggregate(records, cfg.bootstrap),
+        "utterances": len(records),
+        "failed_utterances": sum(r["failed"] is not None for r in records),
+        "ceilings": ceiling_scores,
+        "judges": judges.versions(),
+        "eval_config": to_dict(cfg),
+        "eval_seconds": time.perf_counter() - started,
+        "reference_seconds": reference_seconds,
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    return metrics

@@ -1,0 +1,110 @@
+"""`voicescale judges check`: are the judges fit to judge? Known answers on held-out voices.
+
+eer             speaker-verification equal error rate over all same/different-speaker pairs
+identical_sim   cosine of an utterance's embedding with itself, recomputed (→ 1)
+gt_wer          WER on the real recordings (a floor the models cannot beat)
+gl_wer          WER on real mels through Griffin-Lim (the vocoder's own cost)
+wrong_text_wer  WER of real transcripts scored against another sentence (→ ~1)
+noise_wer       WER of white noise scored against the sentences (→ 1)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from eval.evaluate_checkpoint import Judges
+from eval.speaker_similarity import cosine
+from eval.word_error_rate import pooled_wer, utterance_wer
+from training.config import EvalConfig, FeatureConfig
+from training.corpus.audio import read_audio
+from training.corpus.features import load_features
+from training.corpus.manifest import Corpus, Utterance
+from training.vocoder import make_vocoder
+
+__all__ = ["check_judges", "equal_error_rate"]
+
+
+def equal_error_rate(same: np.ndarray, different: np.ndarray) -> float:
+    """EER of a score threshold separating same-speaker from different-speaker pairs."""
+    thresholds = np.unique(np.concatenate([same, different]))
+    false_reject = np.array([(same < t).mean() for t in thresholds])
+    false_accept = np.array([(different >= t).mean() for t in thresholds])
+    i = int(np.argmin(np.abs(false_reject - false_accept)))
+    return float((false_reject[i] + false_accept[i]) / 2)
+
+
+def _heldout_sample(corpus: Corpus, per_speaker: int) -> list[Utterance]:
+    by_speaker: dict[str, list[Utterance]] = {}
+    for u in sorted(corpus.heldout, key=lambda u: u.id):
+        by_speaker.setdefault(u.speaker, []).append(u)
+    return [u for utts in by_speaker.values() for u in utts[:per_speaker]]
+
+
+def check_judges(
+    corpus_root: str | Path,
+    cfg: EvalConfig | None = None,
+    features: FeatureConfig | None = None,
+    per_speaker: int = 12,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run every check on up to `per_speaker` held-out utterances of each held-out voice."""
+    started = time.perf_counter()
+    cfg, features = cfg or EvalConfig(), features or FeatureConfig()
+    corpus = Corpus.open(corpus_root)
+    judges = Judges.build(cfg, Path(corpus_root))
+    utts = _heldout_sample(corpus, per_speaker)
+    audio = [read_audio(corpus.audio_path(u)) for u in utts]
+    rate = audio[0][1]
+    waves = [w for w, _ in audio]
+
+    vectors = judges.embedder.embed(waves, rate)
+    speakers = np.array([u.speaker for u in utts])
+    scores = vectors @ vectors.T
+    upper = np.triu_indices(len(utts), 1)
+    same = speakers[upper[0]] == speakers[upper[1]]
+    again = judges.embedder.embed(waves[:8], rate)
+    identical = [cosine(a, b) for a, b in zip(vectors[:8], again, strict=True)]
+
+    def wer_of(transcripts: list[str], texts: list[str]) -> float:
+        return pooled_wer([utterance_wer(t, h) for t, h in zip(texts, transcripts, strict=True)])
+
+    texts = [u.text for u in utts]
+    real = [judges.transcriber.transcribe(w, rate) for w in waves]
+    store = load_features(corpus, features, workers=1, progress=False)
+    index = {u.id: i for i, u in enumerate(corpus.utterances)}
+    vocoder = make_vocoder(features)
+    vocoded = [
+        judges.transcriber.transcribe(
+            vocoder(torch.from_numpy(np.array(store.mel(index[u.id])))).numpy(),
+            features.sample_rate,
+        )
+        for u in utts
+    ]
+    rng = np.random.default_rng(seed)
+    noise = [
+        judges.transcriber.transcribe(
+            rng.normal(0, np.sqrt(np.mean(w**2)), len(w)).astype(np.float32), rate
+        )
+        for w in waves
+    ]
+    shifted = texts[1:] + texts[:1]  # every transcript against another sentence
+    return {
+        "eer": equal_error_rate(scores[upper][same], scores[upper][~same]),
+        "identical_sim": float(np.mean(identical)),
+        "gt_wer": wer_of(real, texts),
+        "gl_wer": wer_of(vocoded, texts),
+        "wrong_text_wer": wer_of(real, shifted),
+        "noise_wer": wer_of(noise, texts),
+        "same_speaker_sim": float(scores[upper][same].mean()),
+        "different_speaker_sim": float(scores[upper][~same].mean()),
+        "utterances": len(utts),
+        "speakers": len(set(speakers)),
+        "judges": judges.versions(),
+        "corpus": str(corpus_root),
+        "seconds": time.perf_counter() - started,
+    }
