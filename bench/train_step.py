@@ -10,8 +10,14 @@ is compiled again (what a fresh machine pays once).
 
 from __future__ import annotations
 
-import argparse
 import os
+
+# Before torch loads: the bare loop gets the same single-threaded math libraries as a Ray
+# worker (Ray sets OMP_NUM_THREADS=1 in workers).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse
 import tempfile
 import time
 from pathlib import Path
