@@ -16,9 +16,15 @@ export MLFLOW_DISABLE_TELEMETRY := true
 # pip's site config lists local mirrors that lack most packages; silence its per-package warnings.
 PIP_NOISE := is ignored: it is neither a file nor a directory
 
-.PHONY: help venv test test-fast lint corpus bench clean-venv
+SWEEP ?= configs/sweeps/default.yaml
+RUNS ?= runs
+MLFLOW_PORT ?= 5000
+
+.PHONY: help venv system-deps test test-fast lint corpus bench scale-sweep mlflow-ui clean-venv
 
 help:
+	@echo "make scale-sweep   run (or resume) the sweep SWEEP=$(SWEEP): trials, MLflow, fits, report, promotion"
+	@echo "make mlflow-ui     serve the MLflow store under $(RUNS)/ on http://127.0.0.1:$(MLFLOW_PORT)"
 	@echo "make test          create/refresh .venv, then run the whole test suite"
 	@echo "make test-fast     the suite without tests marked slow"
 	@echo "make lint          ruff"
@@ -37,8 +43,25 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	@touch $@
 
-test: venv
+# The report test renders report.html in headless Chromium (Debian's package).
+system-deps:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (headless report rendering)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && \
+	    $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; } || \
+	  echo "warning: could not install chromium; the report-rendering test will be skipped"; }
+
+test: venv system-deps
 	$(PY) -m pytest tests
+
+scale-sweep: venv
+	$(VENV)/bin/voicescale sweep --config $(SWEEP) --runs-dir $(RUNS) --promote
+
+mlflow-ui: venv
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) \
+	  --backend-store-uri sqlite:///$(abspath $(RUNS))/mlflow.db
 
 test-fast: venv
 	$(PY) -m pytest tests -m "not slow"

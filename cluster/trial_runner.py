@@ -7,6 +7,7 @@ restart-on-failure) and returns what the trial produced.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ def check_launchable(
             f"resources.gpus_per_worker={r.gpus_per_worker:g} but this machine "
             "has no CUDA device (set RAY_ADDRESS to use a GPU cluster)"
         )
+    if cluster_cpus is None and os.environ.get("RAY_ADDRESS"):
+        cluster_cpus = math.inf  # checked again against the cluster once connected
     cpus = float(os.cpu_count() or 1) if cluster_cpus is None else cluster_cpus
     wanted = r.num_workers * r.cpus_per_worker
     if wanted > cpus:
@@ -63,9 +66,18 @@ def check_launchable(
 
 
 def run_trial(
-    trial: TrialConfig, corpus_root: Path, storage: Path, *, max_failures: int = 2
+    trial: TrialConfig,
+    corpus_root: Path,
+    storage: Path,
+    *,
+    max_failures: int = 2,
+    callbacks: list[Any] | None = None,
 ) -> TrialOutcome:
-    """Train `trial` with Ray Train + DeepSpeed; checkpoints and results go under `storage`."""
+    """Train `trial` with Ray Train + DeepSpeed; checkpoints and results go under `storage`.
+
+    A run directory left by an earlier, interrupted attempt (same name, same storage) makes
+    Ray Train resume from its latest checkpoint. `callbacks` go to Ray Train's `RunConfig`
+    (the sweep passes Tune's report callback)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -90,6 +102,7 @@ def run_trial(
             storage_path=str(storage),
             failure_config=FailureConfig(max_failures=max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=3),
+            callbacks=callbacks or [],
         ),
     )
     try:
@@ -109,10 +122,13 @@ def run_baseline_trial(trial: TrialConfig, corpus_root: Path, storage: Path) -> 
     worker loss like any Ray task."""
     import ray
 
+    from cluster.ray_runtime import outside_placement_group
     from training.baseline import train_baseline
 
     export = storage / trial.name / "export"
-    task = ray.remote(num_cpus=trial.resources.cpus_per_worker, max_retries=2)(train_baseline)
+    task = ray.remote(num_cpus=trial.resources.cpus_per_worker, max_retries=2)(
+        train_baseline
+    ).options(scheduling_strategy=outside_placement_group())
     try:
         metrics = ray.get(task.remote(trial, str(corpus_root), export))
     except Exception as err:  # a failed trial is a result, not a crash
@@ -122,9 +138,14 @@ def run_baseline_trial(trial: TrialConfig, corpus_root: Path, storage: Path) -> 
 
 
 def run_any_trial(
-    trial: TrialConfig, corpus_root: Path, storage: Path, *, max_failures: int = 2
+    trial: TrialConfig,
+    corpus_root: Path,
+    storage: Path,
+    *,
+    max_failures: int = 2,
+    callbacks: list[Any] | None = None,
 ) -> TrialOutcome:
     """Neural trials through Ray Train + DeepSpeed, the baseline as a Ray task."""
     if trial.kind == "baseline":
         return run_baseline_trial(trial, corpus_root, storage)
-    return run_trial(trial, corpus_root, storage, max_failures=max_failures)
+    return run_trial(trial, corpus_root, storage, max_failures=max_failures, callbacks=callbacks)

@@ -385,6 +385,11 @@ class SweepConfig:
     trial: TrialTemplate = TrialTemplate()
     model_sizes: dict[str, ModelConfig] | None = None
     """Extra or overriding named sizes, on top of `MODEL_LADDER`."""
+    resources_by_size: dict[str, ResourcesConfig] | None = None
+    """Per-family resources (keys: model sizes or "baseline"), replacing `trial.resources`:
+    e.g. more GPUs for the largest model on a cluster."""
+    max_concurrent_trials: Positive | None = None
+    """Cap on trials running at once; default: as many as the cluster's CPUs/GPUs fit."""
 
     def trials(self) -> list[TrialConfig]:
         """Expand the grid into trials, ordered budget-major so small, fast trials come first."""
@@ -395,25 +400,40 @@ class SweepConfig:
                 f"grid.model_sizes: unknown size(s) {unknown}; known: {sorted(sizes)}"
             )
         t = self.trial
+        families = set(self.grid.model_sizes) | {"baseline"}
+        stray = sorted(set(self.resources_by_size or {}) - families)
+        if stray:
+            raise ConfigError(
+                f"resources_by_size: {stray} not in grid.model_sizes (or 'baseline'): "
+                f"{sorted(families)}"
+            )
         data = [
             DataConfig(corpus=t.corpus, budget=b, features=t.features)
             for b in self.grid.data_budgets
         ]
-        common = dict(
-            optim=t.optim,
-            training=t.training,
-            deepspeed=t.deepspeed,
-            eval=t.eval,
-            resources=t.resources,
-        )
+        common = dict(optim=t.optim, training=t.training, deepspeed=t.deepspeed, eval=t.eval)
+        by_size = self.resources_by_size or {}
         trials = []
         for d in data:
             for seed in self.grid.seeds:
                 if self.grid.baseline:
-                    trials.append(TrialConfig(kind="baseline", data=d, seed=seed, **common))
-                for size in self.grid.model_sizes:
+                    resources = by_size.get("baseline", t.resources)
                     trials.append(
-                        TrialConfig(kind="neural", model=sizes[size], data=d, seed=seed, **common)
+                        TrialConfig(
+                            kind="baseline", data=d, seed=seed, resources=resources, **common
+                        )
+                    )
+                for size in self.grid.model_sizes:
+                    resources = by_size.get(size, t.resources)
+                    trials.append(
+                        TrialConfig(
+                            kind="neural",
+                            model=sizes[size],
+                            data=d,
+                            seed=seed,
+                            resources=resources,
+                            **common,
+                        )
                     )
         return trials
 

@@ -206,6 +206,15 @@ class TrialData:
         start = rng.integers(len(mel) - self.ref_frames + 1)
         return mel[start : start + self.ref_frames]
 
+    def mean_mel(self) -> np.ndarray:
+        """Per-channel mean log-mel over the training frames (float32, [n_mels])."""
+        total = np.zeros(self.n_mels, np.float64)
+        frames = 0
+        for example in self.train:
+            total += np.asarray(example.mel, np.float64).sum(0)
+            frames += len(example.mel)
+        return (total / max(frames, 1)).astype(np.float32)
+
     def train_batch(self, indices: list[int], seed: int, step: int) -> Batch:
         rng = np.random.default_rng([seed, step, 1])
         return collate(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ __all__ = [
 EXPORT_WEIGHTS = "model.safetensors"
 EXPORT_CONFIG = "model_config.json"
 STATE_FILE = "trainer_state.json"
+FINAL_METRICS = "final_metrics.json"
 _DURATION_WEIGHT = 0.1
 
 
@@ -187,6 +189,8 @@ def train_loop(loop_config: dict[str, Any]) -> None:
     trial = TrialConfig.from_dict(loop_config["trial"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
+    if _report_finished_export(rank):
+        return
     torch.manual_seed(trial.seed)
     started = time.perf_counter()
     data = TrialData.load(trial, loop_config["corpus_root"])
@@ -227,6 +231,7 @@ def _build_engine(trial: TrialConfig, data: TrialData, world: int):
     model = VoiceCloner(
         trial.model, len(data.vocab), data.n_mels, learn_alignment=not data.has_durations
     )
+    model.init_output_bias(torch.from_numpy(data.mean_mel()))
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=trial.learning_rate,
@@ -245,6 +250,28 @@ def _build_engine(trial: TrialConfig, data: TrialData, world: int):
         dist_init_required=False,
     )
     return engine, device
+
+
+def _report_finished_export(rank: int) -> bool:
+    """If the latest checkpoint is this trial's final export (the run finished, but whoever
+    launched it did not see the result, e.g. the sweep driver was killed), report it again
+    instead of training: DeepSpeed state is not in an export, and none is needed."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return False
+    with checkpoint.as_directory() as directory:
+        final = Path(directory) / FINAL_METRICS
+        if not final.exists():
+            return False
+        metrics = json.loads(final.read_text())
+        with tempfile.TemporaryDirectory() as copy:
+            if rank == 0:
+                shutil.copytree(directory, copy, dirs_exist_ok=True)
+            report = ray.train.Checkpoint.from_directory(copy) if rank == 0 else None
+            ray.train.report(metrics, checkpoint=report, checkpoint_dir_name="export")
+    return True
 
 
 def _restore(engine) -> TrainerState:
@@ -445,6 +472,7 @@ def _finish(
         checkpoint = None
         if rank == 0:
             export_model(engine.module, trial, data, Path(directory))
+            (Path(directory) / FINAL_METRICS).write_text(json.dumps(metrics))
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name="export")
 

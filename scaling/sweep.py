@@ -1,0 +1,284 @@
+"""`voicescale sweep`: plan the grid against results.jsonl, run what is pending on Ray Tune,
+record every trial in MLflow and results.jsonl, then fit and report.
+
+Re-running the same command is the way to resume: finished trials (`done`, `diverged`) are
+skipped, unfinished ones resume from their last checkpoint, failed ones are tried again.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scaling.results import (
+    FINAL_STATUSES,
+    ResultsError,
+    SweepPaths,
+    load_results,
+    seed_figure,
+)
+from training.config import ConfigError, SweepConfig, TrialConfig, config_hash, to_dict
+
+__all__ = ["SweepPlan", "plan_sweep", "run_sweep"]
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """Which trials of the grid run now, and why the others do not."""
+
+    sweep: SweepConfig
+    paths: SweepPaths
+    trials: list[TrialConfig]
+    actions: dict[str, str]
+    """trial name → "skip (done)", "skip (diverged)", "run", "resume", "retry (failed)",
+    "record (finished)"."""
+
+    @property
+    def pending(self) -> list[TrialConfig]:
+        return [t for t in self.trials if not self.actions[t.name].startswith("skip")]
+
+
+def plan_sweep(sweep: SweepConfig, runs_dir: Path) -> SweepPlan:
+    """Compare the grid with results.jsonl. A row made from a different configuration of the
+    same trial name is an error: mixing them would corrupt the curves."""
+    from cluster.sweep_runner import read_outcome
+
+    paths = SweepPaths(runs_dir / sweep.name)
+    rows = load_results(paths.results)
+    trials = sweep.trials()
+    actions = {}
+    for trial in trials:
+        row = rows.get(trial.name)
+        if row is not None and row.get("config_hash") not in (None, config_hash(trial)):
+            raise ResultsError(
+                f"{paths.results}: trial {trial.name} was run with a different configuration "
+                f"(config_hash {row.get('config_hash')}, now {config_hash(trial)}); give the "
+                "sweep a new name, or delete that row to run it again"
+            )
+        outcome = read_outcome(paths.outcome(trial.name))
+        if row is not None and row["status"] in FINAL_STATUSES:
+            actions[trial.name] = f"skip ({row['status']})"
+        elif outcome is not None and outcome["status"] in FINAL_STATUSES:
+            actions[trial.name] = "record (finished)"
+        elif row is not None:
+            actions[trial.name] = f"retry ({row['status']})"
+        elif paths.trial_dir(trial.name).exists():
+            actions[trial.name] = "resume"
+        else:
+            actions[trial.name] = "run"
+    return SweepPlan(sweep, paths, trials, actions)
+
+
+def format_plan(plan: SweepPlan) -> str:
+    lines = [f"sweep {plan.sweep.name}: {len(plan.trials)} trials, {len(plan.pending)} to run"]
+    lines.append(f"  {'trial':<28} {'kind':<9} {'budget':<10} {'resources':<16} action")
+    for t in plan.trials:
+        r = t.resources
+        res = f"{r.num_workers}×{r.cpus_per_worker:g}cpu" + (
+            f"+{r.gpus_per_worker:g}gpu" if r.gpus_per_worker else ""
+        )
+        lines.append(
+            f"  {t.name:<28} {t.kind:<9} {t.data.budget.label:<10} {res:<16} {plan.actions[t.name]}"
+        )
+    return "\n".join(lines)
+
+
+def run_sweep(
+    sweep: SweepConfig,
+    *,
+    runs_dir: Path,
+    dry_run: bool = False,
+    max_failures: int = 2,
+    promote: bool = False,
+) -> int:
+    """Run (or resume) `sweep`; returns the process exit code."""
+    from cluster.trial_runner import check_launchable
+
+    for trial in sweep.trials():
+        try:  # a config that cannot run fails before anything starts
+            check_launchable(trial)
+        except ConfigError as err:
+            raise ConfigError(f"trial {trial.name}: {err}") from None
+    plan = plan_sweep(sweep, runs_dir)
+    print(format_plan(plan), flush=True)
+    if dry_run:
+        return 0
+    started = time.perf_counter()
+    if plan.pending:
+        status = _run_pending(plan, runs_dir, max_failures)
+        if status != 0:
+            return status
+    else:
+        print("every trial is already recorded: nothing to train", flush=True)
+    _write_report(plan.paths)
+    print(format_seed_figure(list(load_results(plan.paths.results).values())), flush=True)
+    if promote:
+        from scaling.promote import promote as promote_best
+
+        promote_best(plan.paths.root, runs_dir=runs_dir)
+    print(f"sweep {sweep.name}: {time.perf_counter() - started:.0f} s", flush=True)
+    return 1 if _count(plan.paths)["failed"] else 0
+
+
+def _run_pending(plan: SweepPlan, runs_dir: Path, max_failures: int) -> int:
+    from cluster.ray_runtime import connect, local_driver_reserve
+    from cluster.sweep_runner import SweepRecorder, max_concurrency, run_trials
+    from cluster.tracking import SweepTracker, check_reachable, default_tracking_uri
+    from training.corpus.resolve import resolve_corpus
+
+    uri = default_tracking_uri(runs_dir)
+    check_reachable(uri)  # before any training: an unreachable server costs nothing
+    plan.paths.root.mkdir(parents=True, exist_ok=True)
+    tracker = SweepTracker(uri, plan.sweep.name, runs_dir)
+    tracker.open_parent(to_dict(plan.sweep), _lineage_tags(plan.sweep))
+    trials = {t.name: t for t in plan.trials}
+    total = len(plan.trials)
+
+    def announce(row: dict[str, Any]) -> None:
+        rows = load_results(plan.paths.results).values()
+        finished = sum(1 for r in rows if r["status"] in FINAL_STATUSES)
+        print(_progress_line(row, finished, total), flush=True)
+
+    recorder = SweepRecorder(plan.paths, tracker, trials, on_recorded=announce)
+    try:
+        # Trials that finished but whose driver died before recording them: record only.
+        for trial in plan.pending:
+            if plan.actions[trial.name] == "record (finished)":
+                recorder.finished(trial.name)
+        to_run = [t for t in plan.pending if plan.actions[t.name] != "record (finished)"]
+        if to_run:
+            template = plan.sweep.trial
+            corpus_root = resolve_corpus(template.corpus, template.features, progress=True)
+            connect(num_cpus=None, reserve_for_drivers=True)
+            import ray
+
+            from cluster.trial_runner import check_launchable
+
+            cluster = dict(ray.cluster_resources())
+            cluster["CPU"] = cluster.get("CPU", 0) - local_driver_reserve()
+            for trial in to_run:
+                check_launchable(trial, cluster_cpus=cluster["CPU"])
+            concurrency = max_concurrency(to_run, cluster, plan.sweep.max_concurrent_trials)
+            run_trials(
+                to_run,
+                paths=plan.paths,
+                corpus_root=corpus_root,
+                recorder=recorder,
+                concurrency=concurrency,
+                max_failures=max_failures,
+            )
+    finally:
+        tracker.close()
+    counts = _count(plan.paths, names=list(trials))
+    missing = counts["missing"]
+    tracker.close_parent(
+        "KILLED" if missing else ("FAILED" if counts["failed"] else "FINISHED"),
+        {f"trials_{k}": v for k, v in counts.items()},
+    )
+    if missing:
+        print(
+            f"interrupted: {missing} of {total} trials unfinished; run the same command again "
+            "to resume them",
+            file=sys.stderr,
+            flush=True,
+        )
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _count(paths: SweepPaths, names: list[str] | None = None) -> dict[str, int]:
+    rows = load_results(paths.results)
+    statuses = [r["status"] for r in rows.values()]
+    counts = {s: statuses.count(s) for s in ("done", "diverged", "failed")}
+    if names is not None:
+        counts["missing"] = sum(1 for n in names if n not in rows)
+    return counts
+
+
+def _progress_line(row: dict[str, Any], recorded: int, total: int) -> str:
+    def fmt(key: str) -> str:
+        value = row.get(key)
+        return f"{value:.3f}" if isinstance(value, float) else "–"
+
+    seconds = row.get("wall_seconds") or 0
+    text = (
+        f"[{recorded}/{total}] {row['trial']:<26} {row['status']:<8} val_loss {fmt('val_loss')} "
+        f"sim {fmt('sim')} wer {fmt('wer')} ({seconds:.0f} s)"
+    )
+    if row.get("error"):
+        text += f"\n    error: {str(row['error']).splitlines()[-1][:300]}"
+    return text
+
+
+def format_seed_figure(rows: list[dict[str, Any]]) -> str:
+    """The headline checks, measured, in one short block."""
+    check = seed_figure(rows)
+    if check is None:
+        return "seed's figure: needs ≥ 3 model sizes, the baseline and ≥ 2 budgets"
+    previous, top = check["budgets"]
+    values = ", ".join(
+        f"{family} {value:.4f}" if value is not None else f"{family} –"
+        for family, value in check["at_largest_budget"].items()
+    )
+
+    def mark(ok: bool) -> str:
+        return "✓" if ok else "✗"
+
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.1f} %"
+
+    return "\n".join(
+        [
+            f"seed's figure ({check['metric']}, lower is better):",
+            f"  {mark(check['order_holds'])} at {top} utterances: "
+            f"{' < '.join(check['order'])}? {values}",
+            f"  {mark(check['baseline_plateaus'])} baseline gain {previous}→{top}: "
+            f"{pct(check['baseline_gain'])} (< 2 %)",
+            f"  {mark(check['largest_keeps_improving'])} {check['order'][0]} gain "
+            f"{previous}→{top}: {pct(check['largest_gain'])} (≥ 5 %)",
+        ]
+    )
+
+
+def _write_report(paths: SweepPaths) -> None:
+    """Fits and report from results.jsonl; skipped when the report is newer than the results
+    (a re-run that trained nothing changes nothing)."""
+    from scaling.report import build_report
+
+    report = paths.root / "report.html"
+    if not paths.results.exists():
+        return
+    if report.exists() and report.stat().st_mtime >= paths.results.stat().st_mtime:
+        print(f"report up to date: {report}", flush=True)
+        return
+    print(f"report: {build_report(paths.root)}", flush=True)
+
+
+def _lineage_tags(sweep: SweepConfig) -> dict[str, str]:
+    return {"config_hash": config_hash(sweep), "git_commit": git_commit() or "unknown"}
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with `+dirty` when it has local changes), if it is a git tree."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("VOICESCALE_GIT_COMMIT")
+    return commit + ("+dirty" if dirty else "")

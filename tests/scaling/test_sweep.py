@@ -1,0 +1,224 @@
+"""The smoke sweep end to end through the real CLI: Ray Tune + Ray Train + DeepSpeed trials,
+evaluation, a real MLflow sqlite store, results.jsonl, the report and promotion — interrupted
+with SIGINT half-way, resumed, then re-run to check that a finished sweep changes nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scaling.results import ROW_FIELDS, load_results
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "configs" / "sweeps" / "smoke.yaml"
+SMOKE_TRIALS = 6  # 2 sizes × 2 budgets + the baseline at both
+
+
+def sweep_command(runs: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "scaling.cli",
+        "sweep",
+        "--config",
+        str(SMOKE),
+        "--runs-dir",
+        str(runs),
+        *extra,
+    ]
+
+
+def sweep_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(RAY_AUTH_MODE="disabled", MLFLOW_DISABLE_TELEMETRY="true", **extra)
+    return env
+
+
+def run_sweep(runs: Path, *extra: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+    done = subprocess.run(
+        sweep_command(runs, *extra),
+        cwd=REPO,
+        env=env or sweep_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return done.returncode, done.stdout + done.stderr
+
+
+def interrupt_after_rows(runs: Path, rows: int, timeout_s: float = 600) -> int:
+    """Start the sweep, send SIGINT once `rows` trials are recorded, return its exit code."""
+    results = runs / "smoke" / "results.jsonl"
+    log = (runs / "interrupted.log").open("w")
+    process = subprocess.Popen(
+        sweep_command(runs), cwd=REPO, env=sweep_env(), stdout=log, stderr=subprocess.STDOUT
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and process.poll() is None:
+        if results.exists() and len(results.read_text().splitlines()) >= rows:
+            process.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.5)
+    try:
+        return process.wait(timeout=240)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+@pytest.fixture(scope="module")
+def smoke_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    runs = tmp_path_factory.mktemp("runs")
+    interrupted_code = interrupt_after_rows(runs, rows=2)
+    after_interrupt = load_results(runs / "smoke" / "results.jsonl")
+    started = time.perf_counter()
+    code, log = run_sweep(runs)
+    resumed_seconds = time.perf_counter() - started
+    assert code == 0, log[-4000:]
+    return {
+        "runs": runs,
+        "sweep_dir": runs / "smoke",
+        "interrupted_code": interrupted_code,
+        "after_interrupt": after_interrupt,
+        "resume_log": log,
+        "resumed_seconds": resumed_seconds,
+    }
+
+
+def mlflow_client(runs: Path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{runs / 'mlflow.db'}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
+
+
+def sweep_runs(client, name: str = "smoke") -> tuple[object, list]:
+    experiment = client.get_experiment_by_name(f"voicescale-{name}")
+    runs = client.search_runs([experiment.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("voicescale.role") == "sweep"]
+    assert len(parents) == 1, "one parent run per sweep, reused on resume"
+    children = [r for r in runs if r.data.tags.get("voicescale.role") == "trial"]
+    return parents[0], children
+
+
+def test_interrupt_then_resume_records_every_trial_exactly_once(smoke_sweep: dict) -> None:
+    assert smoke_sweep["interrupted_code"] == 130  # SIGINT landed mid-sweep
+    assert 2 <= len(smoke_sweep["after_interrupt"]) < SMOKE_TRIALS
+    lines = (smoke_sweep["sweep_dir"] / "results.jsonl").read_text().splitlines()
+    names = [json.loads(line)["trial"] for line in lines]
+    assert len(names) == SMOKE_TRIALS and len(set(names)) == SMOKE_TRIALS
+    for name, row in smoke_sweep["after_interrupt"].items():
+        assert name in names and row["status"] == "done"
+    assert "skip (done)" in smoke_sweep["resume_log"]
+
+    client, _ = mlflow_client(smoke_sweep["runs"])
+    _, children = sweep_runs(client)
+    trial_tags = [c.data.tags["voicescale.trial"] for c in children]
+    assert sorted(trial_tags) == sorted(names), "one MLflow child run per trial, no duplicates"
+    for child in children:
+        history = client.get_metric_history(child.info.run_id, "train_loss")
+        steps = [m.step for m in history]
+        assert len(steps) == len(set(steps)), f"{child.info.run_name}: step logged twice"
+
+
+def test_results_rows_are_complete_and_sane(smoke_sweep: dict) -> None:
+    rows = load_results(smoke_sweep["sweep_dir"] / "results.jsonl")
+    for row in rows.values():
+        assert set(ROW_FIELDS) <= set(row), f"{row['trial']}: missing fields"
+        assert row["status"] == "done", row.get("error")
+        assert row["params"] > 0 and row["data_utterances"] in (64, 256)
+        assert np.isfinite(row["val_loss"]) and 0 <= row["sim"] <= 1 and row["wer"] >= 0
+        assert row["sim_ci"][0] <= row["sim"] <= row["sim_ci"][1]
+        assert (smoke_sweep["sweep_dir"] / row["checkpoint"] / "model_config.json").exists()
+    neural = [r for r in rows.values() if r["kind"] == "neural"]
+    assert all(r["steps"] == 20 and r["train_flops"] > 0 for r in neural)
+    xs, s = (next(r for r in neural if r["trial"] == f"{n}-u64-seed0") for n in ("xs", "s"))
+    assert s["params"] > xs["params"]
+
+
+def test_mlflow_children_hold_params_metrics_and_artifacts(smoke_sweep: dict) -> None:
+    client, _ = mlflow_client(smoke_sweep["runs"])
+    parent, children = sweep_runs(client)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["trials_done"] == SMOKE_TRIALS
+    for child in children:
+        data = child.data
+        assert child.info.status == "FINISHED"
+        assert data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert "trial.data.budget.utterances" in data.params
+        assert {"val_loss", "sim", "wer"} <= set(data.metrics)
+        files = {a.path for a in client.list_artifacts(child.info.run_id, "checkpoint")}
+        assert "checkpoint/model_config.json" in files
+        evaluation = {a.path for a in client.list_artifacts(child.info.run_id, "eval")}
+        assert "eval/per_utterance.jsonl" in evaluation
+    neural = next(c for c in children if c.data.tags["voicescale.trial"] == "s-u256-seed0")
+    assert len(client.get_metric_history(neural.info.run_id, "train_loss")) >= 2
+    system = [k for k in neural.data.metrics if k.startswith("system/")]
+    assert system, "system metrics are logged while the trial runs"
+
+
+def test_report_is_written(smoke_sweep: dict) -> None:
+    report = smoke_sweep["sweep_dir"] / "report.html"
+    assert report.exists() and "data:image/png;base64," in report.read_text()
+
+
+def test_rerun_of_a_finished_sweep_changes_nothing(smoke_sweep: dict) -> None:
+    sweep_dir = smoke_sweep["sweep_dir"]
+    before = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in (sweep_dir / "results.jsonl", sweep_dir / "report.html")
+    }
+    client, _ = mlflow_client(smoke_sweep["runs"])
+    runs_before = len(sweep_runs(client)[1])
+    started = time.perf_counter()
+    code, log = run_sweep(smoke_sweep["runs"])
+    seconds = time.perf_counter() - started
+    assert code == 0, log[-3000:]
+    assert "nothing to train" in log
+    after = {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in (sweep_dir / "results.jsonl", sweep_dir / "report.html")
+    }
+    assert after == before
+    assert len(sweep_runs(client)[1]) == runs_before
+    # No Ray, no training: a small fraction of the resumed run's time.
+    assert seconds < 0.25 * smoke_sweep["resumed_seconds"], (seconds, log[-2000:])
+
+
+def test_promote_sets_champion_that_synthesises(smoke_sweep: dict, tmp_path: Path) -> None:
+    from scaling.promote import MODEL_NAME, load_champion, promote
+    from training.config import CorpusRef, FeatureConfig
+    from training.corpus.audio import read_audio
+    from training.corpus.manifest import Corpus
+    from training.corpus.resolve import resolve_corpus
+
+    decision = promote(smoke_sweep["sweep_dir"], metric="sim")
+    assert decision.promote
+    client, uri = mlflow_client(smoke_sweep["runs"])
+    version = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    tags = version.tags
+    assert tags["trial"] == decision.candidate["trial"] and tags["sweep"] == "smoke"
+    for key in ("config_hash", "git_commit", "data_hours", "params", "checkpoint_sha256"):
+        assert tags.get(key), key
+    # The same candidate again: no new version, the alias stays.
+    again = promote(smoke_sweep["sweep_dir"], metric="sim")
+    assert not again.promote and "already" in again.reason
+    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == 1
+
+    synthesizer = load_champion(uri, tmp_path / "champion")
+    corpus = Corpus.open(resolve_corpus(CorpusRef(synthetic="smoke"), FeatureConfig()))
+    reference = next(u for u in corpus.utterances if u.split == "heldout")
+    audio, rate = read_audio(corpus.audio_path(reference))
+    wave = synthesizer.synthesize("the small dog can run", audio, rate)
+    assert np.isfinite(wave).all() and len(wave) > 1000 and np.abs(wave).max() > 1e-3
