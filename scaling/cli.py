@@ -157,6 +157,35 @@ def _judges_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from scaling.sweep import run_sweep
+    from training.config import SweepConfig, load_config, with_overrides
+
+    sweep = load_config(SweepConfig, args.config)
+    if args.set:
+        sweep = with_overrides(sweep, args.set)
+    return run_sweep(
+        sweep,
+        runs_dir=args.runs_dir.resolve(),
+        dry_run=args.dry_run,
+        max_failures=args.max_failures,
+        promote=args.promote,
+    )
+
+
+def _promote(args: argparse.Namespace) -> int:
+    from scaling.promote import promote
+
+    decision = promote(
+        args.sweep_dir.resolve(),
+        runs_dir=args.runs_dir.resolve() if args.runs_dir else None,
+        metric=args.metric,
+        max_wer=args.max_wer,
+        dry_run=args.dry_run,
+    )
+    return 0 if decision.promote or args.dry_run or "already" in decision.reason else 3
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicescale", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -242,6 +271,43 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="one JSON object on stdout")
     check.set_defaults(handler=_judges_check)
 
+    sweep = commands.add_parser("sweep", help="run or resume a sweep (the grid on Ray Tune)")
+    sweep.add_argument(
+        "--config",
+        type=Path,
+        default=Path("configs/sweeps/default.yaml"),
+        help="a sweep YAML (default: %(default)s)",
+    )
+    sweep.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)"
+    )
+    sweep.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: runs/")
+    sweep.add_argument(
+        "--max-failures",
+        type=int,
+        default=2,
+        help="restarts of a trial's workers after a failure (default: %(default)s)",
+    )
+    sweep.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    sweep.add_argument("--promote", action="store_true", help="then run `voicescale promote`")
+    sweep.set_defaults(handler=_sweep)
+
+    promote = commands.add_parser("promote", help="register the best checkpoint as champion")
+    promote.add_argument("sweep_dir", type=Path, help="runs/<sweep>")
+    promote.add_argument("--metric", default="sim", choices=["sim", "wer", "val_loss"])
+    promote.add_argument("--max-wer", type=float, help="only trials with WER at most this")
+    promote.add_argument(
+        "--runs-dir", type=Path, help="where the default MLflow store lives (default: parent)"
+    )
+    promote.add_argument("--dry-run", action="store_true", help="decide, change nothing")
+    promote.set_defaults(handler=_promote)
+
+    from scaling.fit_cli import add_fit_parser
+    from scaling.report import add_report_parser
+
+    add_report_parser(commands)
+    add_fit_parser(commands)
+
     card = corpus_cmds.add_parser("card", help="print a corpus card")
     card.add_argument("corpus", type=Path)
     card.add_argument("--json", action="store_true")
@@ -251,14 +317,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `voicescale` console script."""
+    from cluster.tracking import TrackingUnavailable
     from eval.errors import JudgeUnavailable
+    from scaling.promote import PromotionError
+    from scaling.results import ResultsError
     from training.config import ConfigError
     from training.corpus.manifest import CorpusError
 
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ConfigError, CorpusError, JudgeUnavailable) as err:
+    except (
+        ConfigError,
+        CorpusError,
+        JudgeUnavailable,
+        ResultsError,
+        PromotionError,
+        TrackingUnavailable,
+    ) as err:
         print(f"voicescale: error: {err}", file=sys.stderr)
         return 2
 
