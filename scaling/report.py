@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scaling.results import ResultsError, load_results
+from scaling.results import ResultsError, describe_seed_figure, load_results
 
 if TYPE_CHECKING:  # matplotlib is imported lazily: `voicescale --help` should not pay for it
     from matplotlib.axes import Axes
@@ -770,6 +770,7 @@ def render_html(
         f"loss on log residuals · intervals from {bootstrap} bootstrap resamples (seed {seed})"
         " · primary metric: held-out loss</p>",
         _verdict_section(primary, rows),
+        _seed_figure_section(rows),
         _status_section(rows),
     ]
     if primary is not None:
@@ -798,6 +799,16 @@ def _verdict_section(primary: Analysis | None, rows: Sequence[Row]) -> str:
         verdict = ["The sweep has recorded no trial yet: nothing to report."]
     items = "".join(f"<li>{_esc(v)}</li>" for v in verdict)
     return f'<section id="verdict"><h2>Verdict</h2><ul class="verdict">{items}</ul></section>'
+
+
+def _seed_figure_section(rows: Sequence[Row]) -> str:
+    """The classic claim checked on the measured points, pass or fail, with its numbers."""
+    head, *checks = describe_seed_figure(list(rows))
+    items = "".join(f"<li>{_esc(line.strip())}</li>" for line in checks)
+    return (
+        f'<section id="seed-figure"><h2>The classic figure, checked</h2><p>{_esc(head)}</p>'
+        f"<ul>{items}</ul></section>"
+    )
 
 
 def _status_section(rows: Sequence[Row]) -> str:

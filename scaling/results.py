@@ -22,6 +22,7 @@ __all__ = [
     "FINAL_STATUSES",
     "ResultsError",
     "SweepPaths",
+    "describe_seed_figure",
     "load_results",
     "record_result",
     "result_row",
@@ -239,6 +240,34 @@ def seed_figure(rows: list[dict[str, Any]], metric: str = "val_loss") -> dict[st
         "largest_gain": largest_gain,
         "largest_keeps_improving": largest_gain is not None and largest_gain >= 0.05,
     }
+
+
+def describe_seed_figure(rows: list[dict[str, Any]]) -> list[str]:
+    """`seed_figure` as short lines, each check marked ✓ or ✗ with its measured numbers."""
+    check = seed_figure(rows)
+    if check is None:
+        return ["seed's figure: needs ≥ 3 model sizes, the baseline and ≥ 2 budgets"]
+    previous, top = check["budgets"]
+    values = ", ".join(
+        f"{family} {value:.4f}" if value is not None else f"{family} –"
+        for family, value in check["at_largest_budget"].items()
+    )
+
+    def mark(ok: bool) -> str:
+        return "✓" if ok else "✗"
+
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.1f} %"
+
+    return [
+        f"seed's figure ({check['metric']}, lower is better):",
+        f"  {mark(check['order_holds'])} at {top} utterances "
+        f"{' < '.join(check['order'])}: {values}",
+        f"  {mark(check['baseline_plateaus'])} baseline gain {previous}→{top}: "
+        f"{pct(check['baseline_gain'])} (wanted < 2 %)",
+        f"  {mark(check['largest_keeps_improving'])} {check['order'][0]} gain "
+        f"{previous}→{top}: {pct(check['largest_gain'])} (wanted ≥ 5 %)",
+    ]
 
 
 def _finite(value: Any) -> bool:

@@ -19,8 +19,8 @@ from scaling.results import (
     FINAL_STATUSES,
     ResultsError,
     SweepPaths,
+    describe_seed_figure,
     load_results,
-    seed_figure,
 )
 from training.config import ConfigError, SweepConfig, TrialConfig, config_hash, to_dict
 
@@ -118,7 +118,8 @@ def run_sweep(
     else:
         print("every trial is already recorded: nothing to train", flush=True)
     _write_report(plan.paths)
-    print(format_seed_figure(list(load_results(plan.paths.results).values())), flush=True)
+    rows = list(load_results(plan.paths.results).values())
+    print("\n".join(describe_seed_figure(rows)), flush=True)
     if promote:
         from scaling.promote import promote as promote_best
 
@@ -215,36 +216,6 @@ def _progress_line(row: dict[str, Any], recorded: int, total: int) -> str:
     if row.get("error"):
         text += f"\n    error: {str(row['error']).splitlines()[-1][:300]}"
     return text
-
-
-def format_seed_figure(rows: list[dict[str, Any]]) -> str:
-    """The headline checks, measured, in one short block."""
-    check = seed_figure(rows)
-    if check is None:
-        return "seed's figure: needs ≥ 3 model sizes, the baseline and ≥ 2 budgets"
-    previous, top = check["budgets"]
-    values = ", ".join(
-        f"{family} {value:.4f}" if value is not None else f"{family} –"
-        for family, value in check["at_largest_budget"].items()
-    )
-
-    def mark(ok: bool) -> str:
-        return "✓" if ok else "✗"
-
-    def pct(value: float | None) -> str:
-        return "–" if value is None else f"{100 * value:.1f} %"
-
-    return "\n".join(
-        [
-            f"seed's figure ({check['metric']}, lower is better):",
-            f"  {mark(check['order_holds'])} at {top} utterances: "
-            f"{' < '.join(check['order'])}? {values}",
-            f"  {mark(check['baseline_plateaus'])} baseline gain {previous}→{top}: "
-            f"{pct(check['baseline_gain'])} (< 2 %)",
-            f"  {mark(check['largest_keeps_improving'])} {check['order'][0]} gain "
-            f"{previous}→{top}: {pct(check['largest_gain'])} (≥ 5 %)",
-        ]
-    )
 
 
 def _write_report(paths: SweepPaths) -> None:

@@ -127,3 +127,36 @@ def test_eligibility_says_why_a_trial_is_left_out(tmp_path: Path) -> None:
     text = " ".join(excluded)
     assert "noisy: wer 0.9" in text and "broken: status failed" in text
     assert "gone: exported checkpoint missing" in text
+
+
+def test_seed_figure_checks_order_plateau_and_gain() -> None:
+    from scaling.results import describe_seed_figure, seed_figure
+
+    def r(size: str, params: int, d: int, loss: float) -> dict:
+        kind = "baseline" if size == "baseline" else "neural"
+        return {
+            "status": "done",
+            "kind": kind,
+            "model_size": size,
+            "params": params,
+            "data_utterances": d,
+            "val_loss": loss,
+        }
+
+    classic = [
+        r("baseline", 10, 1024, 1.00),
+        r("baseline", 10, 4096, 0.99),
+        r("s", 1, 1024, 0.95),
+        r("s", 1, 4096, 0.94),
+        r("m", 10, 1024, 0.90),
+        r("m", 10, 4096, 0.85),
+        r("l", 100, 1024, 0.85),
+        r("l", 100, 4096, 0.75),
+    ]
+    check = seed_figure(classic)
+    assert check["order"] == ["l", "m", "s", "baseline"] and check["order_holds"]
+    assert check["baseline_plateaus"] and check["largest_keeps_improving"]
+    assert all(line.lstrip().startswith(("✓", "seed")) for line in describe_seed_figure(classic))
+    improving_baseline = [*classic[2:], r("baseline", 10, 1024, 1.1), r("baseline", 10, 4096, 0.9)]
+    assert not seed_figure(improving_baseline)["baseline_plateaus"]
+    assert seed_figure(classic[:4]) is None  # one neural size: nothing to check

@@ -170,7 +170,8 @@ def test_mlflow_children_hold_params_metrics_and_artifacts(smoke_sweep: dict) ->
 
 def test_report_is_written(smoke_sweep: dict) -> None:
     report = smoke_sweep["sweep_dir"] / "report.html"
-    assert report.exists() and "data:image/png;base64," in report.read_text()
+    html = report.read_text()
+    assert "data:image/png;base64," in html and "The classic figure, checked" in html
 
 
 def test_rerun_of_a_finished_sweep_changes_nothing(smoke_sweep: dict) -> None:
