@@ -11,7 +11,10 @@ REQ_HASH := $(shell cat requirements.lock pyproject.toml | sha256sum | cut -c1-1
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 
 # Caches that are safe to share between clones live outside the repository.
-export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/voicescale/torch_extensions
+# DeepSpeed's JIT-built ops record the absolute venv path, so one cache per checkout location
+# (a cache shared by two clones would be rebuilt each time the other one uses it).
+VENV_KEY := $(shell echo $(abspath $(VENV)) | sha256sum | cut -c1-12)
+export TORCH_EXTENSIONS_DIR ?= $(HOME)/.cache/voicescale/torch_extensions/$(VENV_KEY)
 export MLFLOW_DISABLE_TELEMETRY := true
 # pip's site config lists local mirrors that lack most packages; silence its per-package warnings.
 PIP_NOISE := is ignored: it is neither a file nor a directory
@@ -41,6 +44,9 @@ $(STAMP): requirements.lock pyproject.toml
 	@# --no-deps: the lock is the complete resolved set (see its header).
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps -r requirements.lock 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	@echo "building DeepSpeed's CPU communication op once (cached in $(TORCH_EXTENSIONS_DIR))"
+	@$(PY) -c "from deepspeed.ops.op_builder.cpu.comm import ShareMemCommBuilder as B; B().load(verbose=False)" >/dev/null 2>&1 || \
+	  echo "warning: could not pre-build deepspeed_shm_comm; the first trial will build it"
 	@touch $@
 
 # The report test renders report.html in headless Chromium (Debian's package).
