@@ -186,6 +186,23 @@ def _promote(args: argparse.Namespace) -> int:
     return 0 if decision.promote or args.dry_run or "already" in decision.reason else 3
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that launch trials."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.steps=50 (repeatable)",
+    )
+    parser.add_argument(
+        "--max-failures",
+        type=int,
+        default=2,
+        help="restarts of a trial's workers after a failure (default: %(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicescale", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -231,24 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="run one trial (Ray Train + DeepSpeed)")
     train.add_argument("--config", type=Path, required=True, help="a trial YAML")
     train.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set training.steps=50",
-    )
-    train.add_argument(
         "--out",
         type=Path,
         default=Path("runs/train"),
         help="Ray storage for checkpoints and the export (default: %(default)s)",
     )
-    train.add_argument(
-        "--max-failures",
-        type=int,
-        default=2,
-        help="restarts after worker failures (default: %(default)s)",
-    )
+    _add_run_options(train)
     train.add_argument("--dry-run", action="store_true", help="print the resolved config")
     train.set_defaults(handler=_train)
 
@@ -278,16 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("configs/sweeps/default.yaml"),
         help="a sweep YAML (default: %(default)s)",
     )
-    sweep.add_argument(
-        "--set", action="append", metavar="KEY=VALUE", help="override a config key (repeatable)"
-    )
     sweep.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: runs/")
-    sweep.add_argument(
-        "--max-failures",
-        type=int,
-        default=2,
-        help="restarts of a trial's workers after a failure (default: %(default)s)",
-    )
+    _add_run_options(sweep)
     sweep.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     sweep.add_argument("--promote", action="store_true", help="then run `voicescale promote`")
     sweep.set_defaults(handler=_sweep)
