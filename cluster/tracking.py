@@ -167,14 +167,6 @@ class SweepTracker:
             self._logged_step[run_id] = max((m.step for m in history), default=-1)
         return run.info.run_id
 
-    def find_child(self, trial_name: str) -> str | None:
-        if self.parent_run_id is None:
-            return None
-        run = self._find(
-            f"tags.`{PARENT_TAG}` = '{self.parent_run_id}' and tags.`{TRIAL_TAG}` = '{trial_name}'"
-        )
-        return run.info.run_id if run else None
-
     def log_step(self, run_id: str, metrics: dict[str, Any]) -> None:
         """Step metrics from an intermediate training report; steps already logged (before a
         restart) are skipped, so a resumed trial's history has each step once."""

@@ -111,9 +111,8 @@ def test_sweep_logs_to_a_real_mlflow_server(tmp_path: Path, mlflow_server: str) 
 
 def test_unreachable_tracking_server_fails_before_training(tmp_path: Path) -> None:
     uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    started = time.perf_counter()
     done = sweep(tmp_path / "runs", uri, *ONE_TRIAL)
     assert done.returncode == 2
     assert "unreachable" in done.stderr and uri in done.stderr
     assert not (tmp_path / "runs" / "smoke-server" / "trials").exists()
-    assert time.perf_counter() - started < 60
+    assert "Started a local Ray instance" not in done.stdout + done.stderr

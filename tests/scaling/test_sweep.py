@@ -82,9 +82,7 @@ def smoke_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     runs = tmp_path_factory.mktemp("runs")
     interrupted_code = interrupt_after_rows(runs, rows=2)
     after_interrupt = load_results(runs / "smoke" / "results.jsonl")
-    started = time.perf_counter()
     code, log = run_sweep(runs)
-    resumed_seconds = time.perf_counter() - started
     assert code == 0, log[-4000:]
     return {
         "runs": runs,
@@ -92,7 +90,6 @@ def smoke_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "interrupted_code": interrupted_code,
         "after_interrupt": after_interrupt,
         "resume_log": log,
-        "resumed_seconds": resumed_seconds,
     }
 
 
@@ -182,19 +179,16 @@ def test_rerun_of_a_finished_sweep_changes_nothing(smoke_sweep: dict) -> None:
     }
     client, _ = mlflow_client(smoke_sweep["runs"])
     runs_before = len(sweep_runs(client)[1])
-    started = time.perf_counter()
     code, log = run_sweep(smoke_sweep["runs"])
-    seconds = time.perf_counter() - started
     assert code == 0, log[-3000:]
     assert "nothing to train" in log
+    assert "Started a local Ray instance" not in log, "a finished sweep does not start Ray"
     after = {
         p.name: hashlib.sha256(p.read_bytes()).hexdigest()
         for p in (sweep_dir / "results.jsonl", sweep_dir / "report.html")
     }
     assert after == before
     assert len(sweep_runs(client)[1]) == runs_before
-    # No Ray, no training: a small fraction of the resumed run's time.
-    assert seconds < 0.25 * smoke_sweep["resumed_seconds"], (seconds, log[-2000:])
 
 
 def test_promote_sets_champion_that_synthesises(smoke_sweep: dict, tmp_path: Path) -> None:
