@@ -1,14 +1,47 @@
-"""Evaluation on Ray: a CPU actor that holds the judges and evaluates exported checkpoints,
-so judging never occupies the GPUs (or the CPU slots) that training uses."""
+"""Judging exported checkpoints on Ray.
+
+`ExportJudge` is what the sweep hands a trial: called with the export directory in the process
+that wrote it (the rank-0 training worker, or the baseline's task), it evaluates there — no new
+process, no second import of torch and the data. `Evaluator` is a CPU actor that keeps the
+judges loaded across many checkpoints (the evaluation benchmark uses it)."""
 
 from __future__ import annotations
 
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from training.config import EvalConfig, to_dict
 
-__all__ = ["Evaluator", "evaluate_on_ray"]
+__all__ = ["Evaluator", "ExportJudge", "evaluate_on_ray"]
+
+
+@dataclass(frozen=True)
+class ExportJudge:
+    """Evaluate one export into `out_dir`. Picklable (plain fields), so it travels to Ray
+    workers inside the trial's config. A failed evaluation is a result, not a crash — it
+    returns {"error", "traceback"} and the trial is recorded as failed, while its training
+    (and the export) stays for the next run to judge again."""
+
+    corpus_root: str
+    out_dir: str
+    eval_config: dict[str, Any]
+
+    def __call__(self, export_dir: Path) -> dict[str, Any]:
+        from eval.evaluate_checkpoint import evaluate_checkpoint
+        from training.config import from_dict
+
+        Path(self.out_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            return evaluate_checkpoint(
+                export_dir,
+                self.corpus_root,
+                self.out_dir,
+                cfg=from_dict(EvalConfig, self.eval_config, source="trial.eval"),
+            )
+        except Exception as err:
+            return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
 
 
 class Evaluator:

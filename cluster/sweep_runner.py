@@ -1,7 +1,8 @@
 """The sweep on Ray Tune: each trial is a Tune function trainable that builds the trial's
-TorchTrainer (the Ray Train V2 pattern), evaluates the export in a CPU task, and leaves
-`outcome.json` in its directory. A Tune callback in the driver records each finished trial —
-MLflow child run, then its row in results.jsonl — so exactly one process writes either.
+TorchTrainer (the Ray Train V2 pattern); rank 0 judges the export before reporting it (the
+baseline's task does the same), and the trial leaves `outcome.json` in its directory. A Tune
+callback in the driver records each finished trial — MLflow child run, then its row in
+results.jsonl — so exactly one process writes either.
 
 Idempotence rests on three facts: a trial that left a final `outcome.json` is recorded without
 retraining; an unfinished trial's TorchTrainer (same name, same storage) resumes from its last
@@ -13,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +30,14 @@ __all__ = ["SweepRecorder", "run_trials", "trial_resources", "trial_trainable"]
 # Inside Ray: one Tune trial
 
 
-def trial_trainable(tune_config: dict[str, Any]) -> None:
-    """Tune function trainable. `tune_config["trial_config"]`: {"name", "trial" (TrialConfig
-    dict), "sweep_dir", "corpus_root", "max_failures"}; everything the trial needs arrives
-    here (no globals)."""
+def trial_trainable(tune_config: dict[str, Any], *, trials: dict[str, dict[str, Any]]) -> None:
+    """Tune function trainable for the trial named `tune_config["trial"]`. `trials` (bound
+    with `tune.with_parameters`) maps each name to {"name", "trial" (TrialConfig dict),
+    "sweep_dir", "corpus_root", "max_failures"}; everything a trial needs arrives here (no
+    globals), and Tune's table shows only the name."""
     from ray import tune
 
-    config = tune_config["trial_config"]
+    config = trials[tune_config["trial"]]
     trial = from_dict(TrialConfig, config["trial"], source=f"trial {config.get('name')}")
     paths = SweepPaths(Path(config["sweep_dir"]))
     outcome = read_outcome(paths.outcome(trial.name))
@@ -57,74 +58,45 @@ def trial_trainable(tune_config: dict[str, Any]) -> None:
 def _train_and_evaluate(
     trial: TrialConfig, paths: SweepPaths, corpus_root: Path, config: dict[str, Any]
 ) -> dict[str, Any]:
+    """Train, then judge the export in the process that wrote it (see `ExportJudge`)."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from cluster.evaluation import ExportJudge
     from cluster.trial_runner import run_any_trial
 
     started = time.perf_counter()
+    eval_dir = paths.trial_dir(trial.name) / "eval"
     result = run_any_trial(
         trial,
         corpus_root,
         paths.trials,
         max_failures=int(config.get("max_failures", 2)),
         callbacks=[TuneReportCallback()],
+        on_export=ExportJudge(str(corpus_root), str(eval_dir), to_dict(trial.eval)),
     )
+    train = dict(result.metrics)
+    evaluation = train.pop("eval", None)
     outcome: dict[str, Any] = {
         "trial": trial.name,
         "config_hash": config_hash(trial),
         "status": result.status,
         "error": result.error,
-        "train": result.metrics,
+        "train": train,
         "export_dir": str(result.export_dir) if result.export_dir else None,
         "eval": None,
     }
-    if result.status == "done" and result.export_dir is not None:
-        eval_dir = paths.trial_dir(trial.name) / "eval"
-        try:
-            outcome["eval"] = _evaluate(trial, result.export_dir, corpus_root, eval_dir)
-            outcome["eval_dir"] = str(eval_dir)
-        except Exception as err:  # a trial that trained but could not be judged is a result
+    if result.status == "done":
+        if not isinstance(evaluation, dict):
+            evaluation = {"error": "the trial finished without an evaluation of its export"}
+        if "error" in evaluation:  # trained but could not be judged: the next run judges it
             outcome["status"] = "failed"
-            outcome["error"] = f"evaluation: {type(err).__name__}: {err}"
-            outcome["traceback"] = traceback.format_exc()
+            outcome["error"] = f"evaluation: {evaluation['error']}"
+            outcome["traceback"] = evaluation.get("traceback")
+        else:
+            outcome["eval"] = evaluation
+            outcome["eval_dir"] = str(eval_dir)
     outcome["wall_seconds"] = time.perf_counter() - started
     return outcome
-
-
-def _evaluate(trial: TrialConfig, export: Path, corpus_root: Path, out: Path) -> dict[str, Any]:
-    """Judge the export in a Ray task holding one CPU (the trial's training workers have
-    released theirs by now), so evaluation is scheduled like everything else."""
-    import ray
-
-    from cluster.ray_runtime import outside_placement_group
-    from eval.evaluate_checkpoint import evaluate_checkpoint
-
-    out.mkdir(parents=True, exist_ok=True)
-    # max_calls=1: a fresh process per evaluation. A reused worker that had held the judges
-    # once died with an abseil "Mutex corrupt" abort while idle (seen in a default sweep).
-    task = ray.remote(num_cpus=1, max_retries=1, max_calls=1)(_evaluate_task).options(
-        scheduling_strategy=outside_placement_group()
-    )
-    return ray.get(
-        task.remote(
-            evaluate_checkpoint, str(export), str(corpus_root), str(out), to_dict(trial.eval)
-        )
-    )
-
-
-def _evaluate_task(
-    evaluate: Callable[..., dict[str, Any]],
-    export: str,
-    corpus_root: str,
-    out: str,
-    eval_config: dict[str, Any],
-) -> dict[str, Any]:
-    import torch
-
-    from training.config import EvalConfig
-
-    torch.set_num_threads(1)
-    return evaluate(export, corpus_root, out, cfg=from_dict(EvalConfig, eval_config))
 
 
 def read_outcome(path: Path) -> dict[str, Any] | None:
@@ -235,7 +207,7 @@ def _artifacts(outcome: dict[str, Any]) -> dict[str, Path]:
 
 
 def _name(tune_trial: Any) -> str:
-    return tune_trial.config["trial_config"]["name"]
+    return tune_trial.config["trial"]
 
 
 def _make_callback(recorder: SweepRecorder):
@@ -299,8 +271,8 @@ def run_trials(
 
     # Longest first: the biggest model at the biggest budget is the sweep's critical path.
     ordered = sorted(trials, key=_estimated_cost, reverse=True)
-    configs = [
-        {
+    configs = {
+        t.name: {
             "name": t.name,
             "trial": to_dict(t),
             "sweep_dir": str(paths.root.resolve()),
@@ -308,16 +280,21 @@ def run_trials(
             "max_failures": max_failures,
         }
         for t in ordered
-    ]
+    }
     # The trainable only drives the TorchTrainer: a sliver of CPU (0 is refused).
-    trainable = tune.with_resources(trial_trainable, {"CPU": 0.01})
+    trainable = tune.with_resources(
+        tune.with_parameters(trial_trainable, trials=configs), {"CPU": 0.01}
+    )
     tuner = tune.Tuner(
         trainable,
-        param_space={"trial_config": tune.grid_search(configs)},
+        param_space={"trial": tune.grid_search(list(configs))},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=concurrency,
-            trial_name_creator=lambda t: t.config["trial_config"]["name"],
-            trial_dirname_creator=lambda t: t.config["trial_config"]["name"],
+            # One trial-driver process serves trial after trial: its imports (Ray Train,
+            # torch) are paid once per slot, not once per trial.
+            reuse_actors=True,
+            trial_name_creator=_name,
+            trial_dirname_creator=_name,
         ),
         run_config=tune.RunConfig(
             name="tune",

@@ -11,9 +11,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from training.config import ConfigError, TrialConfig, to_dict
+
+if TYPE_CHECKING:
+    from training.deepspeed_loop import OnExport
 
 __all__ = ["TrialOutcome", "check_launchable", "run_any_trial", "run_baseline_trial", "run_trial"]
 
@@ -72,12 +75,14 @@ def run_trial(
     *,
     max_failures: int = 2,
     callbacks: list[Any] | None = None,
+    on_export: OnExport | None = None,
 ) -> TrialOutcome:
     """Train `trial` with Ray Train + DeepSpeed; checkpoints and results go under `storage`.
 
     A run directory left by an earlier, interrupted attempt (same name, same storage) makes
     Ray Train resume from its latest checkpoint. `callbacks` go to Ray Train's `RunConfig`
-    (the sweep passes Tune's report callback)."""
+    (the sweep passes Tune's report callback); `on_export` judges the export on rank 0 (see
+    `training.deepspeed_loop.train_loop`) and its result comes back as `metrics["eval"]`."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -93,6 +98,7 @@ def run_trial(
             "trial": to_dict(trial),
             "corpus_root": str(corpus_root),
             "marker_dir": str(storage / trial.name / "markers"),
+            "on_export": on_export,
         },
         scaling_config=ScalingConfig(
             num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0, resources_per_worker=resources
@@ -117,24 +123,36 @@ def run_trial(
     return TrialOutcome(trial.name, status, metrics, export)
 
 
-def run_baseline_trial(trial: TrialConfig, corpus_root: Path, storage: Path) -> TrialOutcome:
+def run_baseline_trial(
+    trial: TrialConfig, corpus_root: Path, storage: Path, on_export: OnExport | None = None
+) -> TrialOutcome:
     """Fit the non-neural baseline as a Ray task (one CPU slot, no DeepSpeed), retried on
-    worker loss like any Ray task."""
+    worker loss like any Ray task; `on_export` judges the export in the same task."""
     import ray
 
     from cluster.ray_runtime import outside_placement_group
-    from training.baseline import train_baseline
 
     export = storage / trial.name / "export"
     task = ray.remote(num_cpus=trial.resources.cpus_per_worker, max_retries=2)(
-        train_baseline
+        _fit_baseline
     ).options(scheduling_strategy=outside_placement_group())
     try:
-        metrics = ray.get(task.remote(trial, str(corpus_root), export))
+        metrics = ray.get(task.remote(trial, str(corpus_root), export, on_export))
     except Exception as err:  # a failed trial is a result, not a crash
         return TrialOutcome(trial.name, "failed", {}, None, error=f"{type(err).__name__}: {err}")
     status = metrics.get("status", "failed")
     return TrialOutcome(trial.name, status, metrics, export if status == "done" else None)
+
+
+def _fit_baseline(
+    trial: TrialConfig, corpus_root: str, export: Path, on_export: OnExport | None
+) -> dict[str, Any]:
+    from training.baseline import train_baseline
+
+    metrics = train_baseline(trial, corpus_root, export)
+    if on_export is not None and metrics.get("status") == "done":
+        metrics["eval"] = on_export(export)
+    return metrics
 
 
 def run_any_trial(
@@ -144,8 +162,16 @@ def run_any_trial(
     *,
     max_failures: int = 2,
     callbacks: list[Any] | None = None,
+    on_export: OnExport | None = None,
 ) -> TrialOutcome:
     """Neural trials through Ray Train + DeepSpeed, the baseline as a Ray task."""
     if trial.kind == "baseline":
-        return run_baseline_trial(trial, corpus_root, storage)
-    return run_trial(trial, corpus_root, storage, max_failures=max_failures, callbacks=callbacks)
+        return run_baseline_trial(trial, corpus_root, storage, on_export)
+    return run_trial(
+        trial,
+        corpus_root,
+        storage,
+        max_failures=max_failures,
+        callbacks=callbacks,
+        on_export=on_export,
+    )

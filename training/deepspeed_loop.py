@@ -20,6 +20,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ EXPORT_CONFIG = "model_config.json"
 STATE_FILE = "trainer_state.json"
 FINAL_METRICS = "final_metrics.json"
 _DURATION_WEIGHT = 0.1
+
+OnExport = Callable[[Path], dict[str, Any]]
+"""Called on rank 0 with the export directory; returns evaluation metrics (or an error)."""
 
 
 def total_steps(trial: TrialConfig, n_train: int) -> int:
@@ -183,13 +187,19 @@ class TrainerState:
 
 def train_loop(loop_config: dict[str, Any]) -> None:
     """Ray Train worker entry point. `loop_config`: {"trial": dict, "corpus_root": str,
-    "marker_dir": str (for one-shot failure injection)}."""
+    "marker_dir": str (for one-shot failure injection), "on_export": optional callable}.
+
+    `on_export(export_dir) -> dict` runs on rank 0 once the final weights are written and
+    before they are reported; its result is reported as the final metrics' "eval" (the sweep
+    judges the export here, in the process that already holds torch and the data, instead of
+    starting another one)."""
     import ray.train
 
     trial = TrialConfig.from_dict(loop_config["trial"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    if _report_finished_export(rank):
+    on_export = loop_config.get("on_export")
+    if _report_finished_export(rank, on_export):
         return
     torch.manual_seed(trial.seed)
     started = time.perf_counter()
@@ -217,7 +227,7 @@ def train_loop(loop_config: dict[str, Any]) -> None:
             loop_config.get("marker_dir"),
             timing["step_s"],
         )
-        _finish(engine, trial, data, state, steps, status, rank, world, timing)
+        _finish(engine, trial, data, state, steps, status, rank, world, timing, on_export)
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
@@ -252,10 +262,11 @@ def _build_engine(trial: TrialConfig, data: TrialData, world: int):
     return engine, device
 
 
-def _report_finished_export(rank: int) -> bool:
+def _report_finished_export(rank: int, on_export: OnExport | None = None) -> bool:
     """If the latest checkpoint is this trial's final export (the run finished, but whoever
     launched it did not see the result, e.g. the sweep driver was killed), report it again
-    instead of training: DeepSpeed state is not in an export, and none is needed."""
+    instead of training: DeepSpeed state is not in an export, and none is needed. An export
+    whose evaluation is missing or failed is evaluated again."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
@@ -269,6 +280,10 @@ def _report_finished_export(rank: int) -> bool:
         with tempfile.TemporaryDirectory() as copy:
             if rank == 0:
                 shutil.copytree(directory, copy, dirs_exist_ok=True)
+                evaluated = isinstance(metrics.get("eval"), dict) and "error" not in metrics["eval"]
+                if on_export is not None and not evaluated:
+                    metrics["eval"] = on_export(Path(copy))
+                    (Path(copy) / FINAL_METRICS).write_text(json.dumps(metrics))
             report = ray.train.Checkpoint.from_directory(copy) if rank == 0 else None
             ray.train.report(metrics, checkpoint=report, checkpoint_dir_name="export")
     return True
@@ -436,8 +451,10 @@ def _finish(
     rank: int,
     world: int,
     timing: dict[str, Any],
+    on_export: OnExport | None = None,
 ) -> None:
-    """Export the final weights (rank 0) and report the trial's final metrics."""
+    """Export the final weights (rank 0), judge them (`on_export`), and report the trial's
+    final metrics with the export."""
     import ray.train
 
     if status == "diverged":
@@ -472,6 +489,8 @@ def _finish(
         checkpoint = None
         if rank == 0:
             export_model(engine.module, trial, data, Path(directory))
+            if on_export is not None:
+                metrics["eval"] = on_export(Path(directory))
             (Path(directory) / FINAL_METRICS).write_text(json.dumps(metrics))
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name="export")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster.evaluation import ExportJudge
 from cluster.trial_runner import run_any_trial, run_trial
 from training.config import (
     MODEL_LADDER,
@@ -17,9 +18,11 @@ from training.config import (
     DataBudget,
     DataConfig,
     DeepSpeedConfig,
+    EvalConfig,
     ResourcesConfig,
     TrainingConfig,
     TrialConfig,
+    to_dict,
 )
 from training.inference import Synthesizer
 
@@ -100,3 +103,28 @@ def test_baseline_trial_runs_as_a_ray_task_and_exports(ray_local, smoke_corpus, 
     assert 0.5 < outcome.metrics["val_loss"] < 2.0
     synthesizer = Synthesizer.load(outcome.export_dir)
     assert synthesizer.trial.kind == "baseline"
+
+
+def test_export_is_judged_in_the_trial_and_a_failed_judgement_is_redone_without_retraining(
+    ray_local, smoke_corpus, tmp_path
+):
+    """Rank 0 judges the export before reporting it (rank 1 waits at the report); a judgement
+    that failed is redone by the next run of the same trial from its export, not retrained."""
+    trial = smoke_trial(smoke_corpus)
+    cfg = to_dict(EvalConfig(sentences_per_speaker=1, bootstrap=50, audio_samples=1))
+    out = tmp_path / "eval"
+    broken = ExportJudge(str(tmp_path / "no-such-corpus"), str(out), cfg)
+    first = run_trial(trial, smoke_corpus, tmp_path, max_failures=0, on_export=broken)
+    assert first.status == "done", first.error
+    assert "no-such-corpus" in first.metrics["eval"]["error"]
+
+    judge = ExportJudge(str(smoke_corpus), str(out), cfg)
+    second = run_trial(trial, smoke_corpus, tmp_path, max_failures=0, on_export=judge)
+    assert second.status == "done", second.error
+    evaluation = second.metrics["eval"]
+    assert "error" not in evaluation, evaluation.get("traceback")
+    assert evaluation["wer"] >= 0 and -1 <= evaluation["sim"] <= 1 and evaluation["utterances"] > 0
+    assert (out / "metrics.json").exists() and (out / "per_utterance.jsonl").exists()
+    # Re-reported from the export: the same training, not a second one.
+    assert second.metrics["train_seconds"] == first.metrics["train_seconds"]
+    assert second.metrics["parameter_digests"] == first.metrics["parameter_digests"]
