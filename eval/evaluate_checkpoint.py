@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import torch
+from filelock import FileLock
 
 from eval.asr import Transcriber, make_transcriber
 from eval.speaker_similarity import SpeakerEmbedder, cosine, make_embedder
@@ -217,9 +218,32 @@ def reference_scores(
         ).encode()
     ).hexdigest()[:12]
     cache = corpus.root / "eval_cache" / f"reference-{key}.json"
-    if cache.exists():
-        saved = json.loads(cache.read_text())
-        return {s: np.array(v) for s, v in saved["centroids"].items()}, saved["ceilings"]
+    cache.parent.mkdir(exist_ok=True)
+    # Trials finishing together would each compute the ceilings: the first computes, the
+    # others wait for its file.
+    with FileLock(str(cache.with_suffix(".lock"))):
+        if not cache.exists():
+            _write_json_atomically(
+                cache,
+                _compute_reference(
+                    corpus, cfg, features, judges, items, enrolment, store, index, vocoder
+                ),
+            )
+    saved = json.loads(cache.read_text())
+    return {s: np.array(v) for s, v in saved["centroids"].items()}, saved["ceilings"]
+
+
+def _compute_reference(
+    corpus: Corpus,
+    cfg: EvalConfig,
+    features: FeatureConfig,
+    judges: Judges,
+    items: list[EvalItem],
+    enrolment: dict[str, list[Utterance]],
+    store: FeatureStore,
+    index: dict[str, int],
+    vocoder: Vocoder,
+) -> dict[str, Any]:
     centroids = _centroids(judges.embedder, corpus, enrolment)
     real, vocoded = [], []
     for item in items:
@@ -231,20 +255,17 @@ def reference_scores(
                 vocoder(mel).numpy(), features.sample_rate, item, judges, centroids[item.speaker]
             )
         )
-    result = {
+    ceilings = {
         **_aggregate(real, cfg.bootstrap, "ground_truth_"),
         **_aggregate(vocoded, cfg.bootstrap, "vocoded_ground_truth_"),
     }
-    cache.parent.mkdir(exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
-    tmp.write_text(
-        json.dumps(
-            {"centroids": {s: v.tolist() for s, v in centroids.items()}, "ceilings": result},
-            indent=2,
-        )
-    )
-    tmp.replace(cache)
-    return centroids, result
+    return {"centroids": {s: v.tolist() for s, v in centroids.items()}, "ceilings": ceilings}
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
 
 
 def evaluate_checkpoint(
