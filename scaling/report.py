@@ -16,6 +16,7 @@ import base64
 import html
 import json
 import math
+import os
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -93,15 +94,26 @@ def read_rows(path: Path) -> list[Row]:
 
 def analyse_sweep(rows: Sequence[Row], *, bootstrap: int, seed: int) -> dict[str, Analysis | None]:
     """`scaling.fit.analyse_results` per metric; None for a metric no done row has (all
-    failed, or never evaluated), so the report can say so instead of plotting nothing."""
+    failed, or never evaluated), so the report can say so instead of plotting nothing.
+
+    The metrics are independent fits of a few seconds each: one process per metric, up to
+    the CPU count (spawned, not forked: the sweep driver calling this runs Ray's threads)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     from scaling.fit import analyse_results
 
-    return {
-        metric: analyse_results(list(rows), metric=metric, bootstrap=bootstrap, seed=seed)
-        if _usable_rows(rows, metric)
-        else None
-        for metric in METRICS
-    }
+    usable = [m for m in METRICS if _usable_rows(rows, m)]
+    rows = list(rows)
+    options = {"bootstrap": bootstrap, "seed": seed}
+    workers = min(len(usable), os.cpu_count() or 1)
+    if workers > 1:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {m: pool.submit(analyse_results, rows, metric=m, **options) for m in usable}
+            fitted = {m: f.result() for m, f in futures.items()}
+    else:
+        fitted = {m: analyse_results(rows, metric=m, **options) for m in usable}
+    return {m: fitted.get(m) for m in METRICS}
 
 
 def add_report_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
