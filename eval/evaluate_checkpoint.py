@@ -218,17 +218,18 @@ def reference_scores(
         ).encode()
     ).hexdigest()[:12]
     cache = corpus.root / "eval_cache" / f"reference-{key}.json"
-    cache.parent.mkdir(exist_ok=True)
-    # Trials finishing together would each compute the ceilings: the first computes, the
-    # others wait for its file.
-    with FileLock(str(cache.with_suffix(".lock"))):
-        if not cache.exists():
-            _write_json_atomically(
-                cache,
-                _compute_reference(
-                    corpus, cfg, features, judges, items, enrolment, store, index, vocoder
-                ),
-            )
+    if not cache.exists():  # a read-only corpus with its cache filled needs no lock file
+        cache.parent.mkdir(exist_ok=True)
+        # Trials finishing together would each compute the ceilings: the first computes, the
+        # others wait for its file.
+        with FileLock(str(cache.with_suffix(".lock"))):
+            if not cache.exists():
+                _write_json_atomically(
+                    cache,
+                    _compute_reference(
+                        corpus, cfg, features, judges, items, enrolment, store, index, vocoder
+                    ),
+                )
     saved = json.loads(cache.read_text())
     return {s: np.array(v) for s, v in saved["centroids"].items()}, saved["ceilings"]
 
