@@ -217,6 +217,24 @@ def reference_scores(
             sort_keys=True,
         ).encode()
     ).hexdigest()[:12]
+
+    def compute() -> dict[str, Any]:
+        centroids = _centroids(judges.embedder, corpus, enrolment)
+        real, vocoded = [], []
+        for item in items:
+            wave, rate = read_audio(corpus.audio_path(item.target))
+            real.append(_judge(wave, rate, item, judges, centroids[item.speaker]))
+            mel = torch.from_numpy(np.array(store.mel(index[item.target.id])))
+            wave = vocoder(mel).numpy()
+            vocoded.append(
+                _judge(wave, features.sample_rate, item, judges, centroids[item.speaker])
+            )
+        ceilings = {
+            **_aggregate(real, cfg.bootstrap, "ground_truth_"),
+            **_aggregate(vocoded, cfg.bootstrap, "vocoded_ground_truth_"),
+        }
+        return {"centroids": {s: v.tolist() for s, v in centroids.items()}, "ceilings": ceilings}
+
     cache = corpus.root / "eval_cache" / f"reference-{key}.json"
     if not cache.exists():  # a read-only corpus with its cache filled needs no lock file
         cache.parent.mkdir(exist_ok=True)
@@ -224,49 +242,11 @@ def reference_scores(
         # others wait for its file.
         with FileLock(str(cache.with_suffix(".lock"))):
             if not cache.exists():
-                _write_json_atomically(
-                    cache,
-                    _compute_reference(
-                        corpus, cfg, features, judges, items, enrolment, store, index, vocoder
-                    ),
-                )
+                tmp = cache.with_suffix(".tmp")
+                tmp.write_text(json.dumps(compute(), indent=2))
+                tmp.replace(cache)
     saved = json.loads(cache.read_text())
     return {s: np.array(v) for s, v in saved["centroids"].items()}, saved["ceilings"]
-
-
-def _compute_reference(
-    corpus: Corpus,
-    cfg: EvalConfig,
-    features: FeatureConfig,
-    judges: Judges,
-    items: list[EvalItem],
-    enrolment: dict[str, list[Utterance]],
-    store: FeatureStore,
-    index: dict[str, int],
-    vocoder: Vocoder,
-) -> dict[str, Any]:
-    centroids = _centroids(judges.embedder, corpus, enrolment)
-    real, vocoded = [], []
-    for item in items:
-        wave, rate = read_audio(corpus.audio_path(item.target))
-        real.append(_judge(wave, rate, item, judges, centroids[item.speaker]))
-        mel = torch.from_numpy(np.array(store.mel(index[item.target.id])))
-        vocoded.append(
-            _judge(
-                vocoder(mel).numpy(), features.sample_rate, item, judges, centroids[item.speaker]
-            )
-        )
-    ceilings = {
-        **_aggregate(real, cfg.bootstrap, "ground_truth_"),
-        **_aggregate(vocoded, cfg.bootstrap, "vocoded_ground_truth_"),
-    }
-    return {"centroids": {s: v.tolist() for s, v in centroids.items()}, "ceilings": ceilings}
-
-
-def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
 
 
 def evaluate_checkpoint(
