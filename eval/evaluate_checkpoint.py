@@ -47,12 +47,15 @@ __all__ = [
     "Judges",
     "bootstrap_ci",
     "check_generated_audio",
+    "check_predicted_mel",
     "evaluate_checkpoint",
     "evaluation_plan",
 ]
 
 MAX_SECONDS = 30.0
 """Generated audio longer than this (or 4x the real utterance) counts as failed."""
+MIN_SECONDS = 0.1
+"""Generated audio shorter than this counts as failed (nothing to transcribe or embed)."""
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,15 @@ class Judges:
     def build(cls, cfg: EvalConfig, corpus_root: Path) -> Judges:
         grammar = corpus_root / "grammar.jsgf"
         return cls(
-            make_embedder(cfg.speaker_judge, source=cfg.speaker_judge_source),
+            make_embedder(
+                cfg.speaker_judge,
+                source=cfg.speaker_judge_source,
+                revision=cfg.speaker_judge_revision,
+            ),
             make_transcriber(
                 cfg.asr_judge,
                 source=cfg.asr_judge_source,
+                revision=cfg.asr_judge_revision,
                 grammar=grammar if grammar.exists() else None,
             ),
         )
@@ -115,6 +123,25 @@ def bootstrap_ci(
     return (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
 
 
+def _too_long(seconds: float, reference_seconds: float) -> bool:
+    return seconds > max(MAX_SECONDS, 4 * reference_seconds)
+
+
+def check_predicted_mel(
+    mel: np.ndarray, features: FeatureConfig, reference_seconds: float
+) -> str | None:
+    """Why a predicted log-mel cannot be vocoded into a judgeable utterance, or None. Checked
+    before the vocoder, so a model that predicts minutes of audio costs no vocoding time."""
+    if mel.ndim != 2 or mel.shape[0] == 0:
+        return f"empty mel (shape {list(mel.shape)})"
+    if not np.isfinite(mel).all():
+        return "NaN or infinite mel"
+    seconds = mel.shape[0] * features.hop_length / features.sample_rate
+    if _too_long(seconds, reference_seconds):
+        return f"absurdly long mel ({seconds:.1f} s for a {reference_seconds:.1f} s sentence)"
+    return None
+
+
 def check_generated_audio(
     wave: np.ndarray, sample_rate: int, reference_seconds: float
 ) -> str | None:
@@ -124,7 +151,9 @@ def check_generated_audio(
     if not np.isfinite(wave).all():
         return "NaN or infinite samples"
     seconds = len(wave) / sample_rate
-    if seconds > max(MAX_SECONDS, 4 * reference_seconds):
+    if seconds < MIN_SECONDS:
+        return f"too short audio ({seconds * 1000:.0f} ms for a {reference_seconds:.1f} s sentence)"
+    if _too_long(seconds, reference_seconds):
         return f"absurdly long audio ({seconds:.1f} s for a {reference_seconds:.1f} s sentence)"
     if np.sqrt(np.mean(np.square(wave, dtype=np.float64))) < 1e-4:
         return "silent audio"
@@ -149,20 +178,16 @@ def _judge(
     """WER, SIM and transcript of one (generated or real) utterance; failures score worst."""
     problem = check_generated_audio(wave, rate, item.target.duration_s)
     if problem is None:
-        transcript = judges.transcriber.transcribe(wave, rate)
-        vector = judges.embedder.embed([wave], rate)[0]
-        if not np.isfinite(vector).all():
-            problem = "no speech found by the speaker judge"
+        try:  # a judge tripping over strange audio fails that utterance, not the trial
+            transcript = judges.transcriber.transcribe(wave, rate)
+            vector = judges.embedder.embed([wave], rate)[0]
+        except Exception as err:
+            problem = f"judge error: {type(err).__name__}: {err}"
+        else:
+            if not np.isfinite(vector).all():
+                problem = "no speech found by the speaker judge"
     if problem is not None:
-        counts = utterance_wer(item.target.text, "")
-        return {
-            "transcript": "",
-            "errors": counts.errors,
-            "words": counts.words,
-            "wer": 1.0,
-            "sim": 0.0,
-            "failed": problem,
-        }
+        return _failed(item, problem)
     counts = utterance_wer(item.target.text, transcript)
     return {
         "transcript": transcript,
@@ -171,6 +196,20 @@ def _judge(
         "wer": counts.wer,
         "sim": cosine(vector, centroid),
         "failed": None,
+    }
+
+
+def _failed(item: EvalItem, problem: str) -> dict[str, Any]:
+    """The record of an utterance that could not be judged: WER 1 (every word missed) and
+    SIM 0, counted in `failed_utterances` with the reason."""
+    counts = utterance_wer(item.target.text, "")
+    return {
+        "transcript": "",
+        "errors": counts.errors,
+        "words": counts.words,
+        "wer": 1.0,
+        "sim": 0.0,
+        "failed": problem,
     }
 
 
@@ -187,7 +226,7 @@ def _aggregate(records: list[dict[str, Any]], resamples: int, prefix: str = "") 
         ),
     }
     if "l1_sum" in records[0]:
-        l1 = np.array([r["l1_sum"] for r in records])
+        l1 = np.array([math.inf if r["l1_sum"] is None else r["l1_sum"] for r in records])
         cells = np.array([r["l1_cells"] for r in records], dtype=float)
         out["val_loss"] = float(l1.sum() / cells.sum())
         out["val_loss_ci"] = bootstrap_ci(
@@ -256,14 +295,17 @@ def evaluate_checkpoint(
     *,
     cfg: EvalConfig | None = None,
     judges: Judges | None = None,
+    synthesizer: Synthesizer | None = None,
 ) -> dict[str, Any]:
     """Evaluate one export; write per_utterance.jsonl, metrics.json and samples/ to `out_dir`.
 
     Returns the metrics: sim, wer, val_loss with CIs, failed_utterances, ceilings, timings.
-    """
+    `synthesizer` replaces the one loaded from `export_dir` (tests of degenerate models).
+    Whatever the model outputs, this returns: an utterance that cannot be synthesised,
+    vocoded or judged is a counted failure (`failed_utterances`, WER 1, SIM 0)."""
     started = time.perf_counter()
     export_dir, corpus_root, out_dir = Path(export_dir), Path(corpus_root), Path(out_dir)
-    synthesizer = Synthesizer.load(export_dir)
+    synthesizer = synthesizer or Synthesizer.load(export_dir)
     cfg = cfg or synthesizer.trial.eval
     features = synthesizer.features
     corpus = Corpus.open(corpus_root, check_files=False)
@@ -285,7 +327,7 @@ def evaluate_checkpoint(
         ref = np.array(store.mel(index[item.prompt.id])[:ref_frames])
         target_mel = np.array(store.mel(index[item.target.id]))
         durations = store.frame_durations(index[item.target.id])
-        record = {
+        record: dict[str, Any] = {
             "speaker": item.speaker,
             "id": item.target.id,
             "prompt": item.prompt.id,
@@ -293,17 +335,12 @@ def evaluate_checkpoint(
             "reference_seconds": item.target.duration_s,
         }
         if durations is not None:  # teacher-forced reconstruction: the held-out loss
-            forced = synthesizer.predict_mel(ids, ref, durations.astype(np.int64))
-            record["l1_sum"] = float(np.abs(forced - target_mel).sum())
-            record["l1_cells"] = int(target_mel.size)
-        mel = synthesizer.predict_mel(ids, ref)
-        # A non-finite mel is passed on as NaN audio, which the judging step counts as failed.
-        wave = (
-            vocoder(torch.from_numpy(mel)).numpy()
-            if np.isfinite(mel).all()
-            else np.full(1, np.nan, np.float32)
-        )
-        record.update(_judge(wave, features.sample_rate, item, judges, centroids[item.speaker]))
+            record.update(_reconstruction_l1(synthesizer, ids, ref, durations, target_mel))
+        wave, problem = _generate(synthesizer, vocoder, ids, ref, item, features)
+        if problem is None:
+            record.update(_judge(wave, features.sample_rate, item, judges, centroids[item.speaker]))
+        else:
+            record.update(_failed(item, problem))
         record["generated_seconds"] = len(wave) / features.sample_rate
         if n < cfg.audio_samples and record["failed"] is None:
             path = out_dir / "samples" / f"{item.target.id}.wav"
@@ -317,6 +354,7 @@ def evaluate_checkpoint(
         **_aggregate(records, cfg.bootstrap),
         "utterances": len(records),
         "failed_utterances": sum(r["failed"] is not None for r in records),
+        "failure_reasons": _failure_reasons(records),
         "ceilings": ceiling_scores,
         "judges": judges.versions(),
         "eval_config": to_dict(cfg),
@@ -325,3 +363,56 @@ def evaluate_checkpoint(
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics
+
+
+def _reconstruction_l1(
+    synthesizer: Synthesizer,
+    ids: np.ndarray,
+    ref: np.ndarray,
+    durations: np.ndarray,
+    target_mel: np.ndarray,
+) -> dict[str, Any]:
+    """Teacher-forced L1 against the real mel. A prediction of the wrong shape or with
+    non-finite values is the model's result (`l1_sum` None: an infinite loss), not an
+    evaluation error."""
+    cells = int(target_mel.size)
+    try:
+        forced = synthesizer.predict_mel(ids, ref, durations.astype(np.int64))
+        l1 = float(np.abs(forced - target_mel).sum()) if forced.shape == target_mel.shape else None
+    except Exception:
+        l1 = None
+    return {"l1_sum": l1 if l1 is not None and math.isfinite(l1) else None, "l1_cells": cells}
+
+
+def _generate(
+    synthesizer: Synthesizer,
+    vocoder: Vocoder,
+    ids: np.ndarray,
+    ref: np.ndarray,
+    item: EvalItem,
+    features: FeatureConfig,
+) -> tuple[np.ndarray, str | None]:
+    """Free-running synthesis (predicted durations) → waveform, or why there is none."""
+    empty = np.zeros(0, np.float32)
+    try:
+        mel = np.asarray(synthesizer.predict_mel(ids, ref))
+    except Exception as err:  # e.g. an inference crash on an absurd prediction
+        return empty, f"synthesis error: {type(err).__name__}: {err}"
+    problem = check_predicted_mel(mel, features, item.target.duration_s)
+    if problem is not None:
+        return empty, problem
+    try:
+        wave = vocoder(torch.from_numpy(np.ascontiguousarray(mel, dtype=np.float32))).numpy()
+    except Exception as err:
+        return empty, f"vocoder error: {type(err).__name__}: {err}"
+    return wave, check_generated_audio(wave, features.sample_rate, item.target.duration_s)
+
+
+def _failure_reasons(records: list[dict[str, Any]]) -> dict[str, int]:
+    """How many utterances failed, by the first words of their reason."""
+    reasons: dict[str, int] = {}
+    for record in records:
+        if record["failed"] is not None:
+            kind = record["failed"].split(" (")[0].split(":")[0]
+            reasons[kind] = reasons.get(kind, 0) + 1
+    return reasons

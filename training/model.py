@@ -14,6 +14,7 @@ model, reading a few seconds of a *different* utterance of the target speaker.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 PAD, UNK = 0, 1
+MAX_FRAMES_PER_TOKEN = 200
+"""Cap on a predicted duration (3.2 s at 16 kHz / hop 256; eSpeak's longest is ~40 frames)."""
 
 
 def sequence_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
@@ -318,7 +321,12 @@ class VoiceCloner(nn.Module):
 
     @staticmethod
     def predict_durations(log_durations: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        frames = torch.round(torch.expm1(log_durations.float())).clamp(min=0).long()
+        """Frames per token from the predicted log1p-durations. Whatever a badly trained
+        model predicts (NaN, ±inf, huge values) gives 0 … MAX_FRAMES_PER_TOKEN frames, so the
+        length regulator never sees a negative or astronomically long utterance."""
+        cap = math.log1p(MAX_FRAMES_PER_TOKEN)
+        log_frames = torch.nan_to_num(log_durations.float(), nan=0.0, posinf=cap, neginf=0.0)
+        frames = torch.round(torch.expm1(log_frames.clamp(0.0, cap))).long()
         frames = frames.masked_fill(~mask, 0)
         empty = frames.sum(1) == 0  # never emit an empty utterance
         frames[empty, 0] = 1

@@ -5,6 +5,7 @@ Both take the log-mel produced with `FeatureConfig` (natural log of magnitude, S
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import torch
@@ -50,11 +51,29 @@ class GriffinLimVocoder:
             rand_init=False,
         )
 
+    @property
+    def min_frames(self) -> int:
+        """The fewest frames Griffin-Lim can invert: its STFT reflect-pads n_fft/2 samples,
+        which needs more than that many samples of signal, i.e. hop·(T−1) > n_fft/2."""
+        return self.cfg.n_fft // (2 * self.cfg.hop_length) + 2
+
     @torch.no_grad()
     def __call__(self, log_mel: torch.Tensor) -> torch.Tensor:
-        magnitude_mel = torch.exp(log_mel.float().T)  # [n_mels, T]
+        """Any [T, n_mels] input gives hop·(T−1) samples (none for T ≤ 1). Shorter mels than
+        `min_frames` — what a barely trained model predicts — are padded with silence
+        (the log floor) before inversion and the padding is cut off again."""
+        frames = int(log_mel.shape[0])
+        length = self.cfg.hop_length * max(frames - 1, 0)
+        if frames <= 1:
+            return torch.zeros(0)
+        log_mel = log_mel.float()
+        if frames < self.min_frames:
+            silence = math.log(self.cfg.log_floor)
+            pad = log_mel.new_full((self.min_frames - frames, log_mel.shape[1]), silence)
+            log_mel = torch.cat([log_mel, pad])
+        magnitude_mel = torch.exp(log_mel.T)  # [n_mels, T]
         linear = self._inverse_mel(magnitude_mel).clamp(min=0)
-        wave = self._griffin_lim(linear)
+        wave = self._griffin_lim(linear)[:length]
         peak = wave.abs().max()
         return wave / peak * 0.95 if peak > 0.95 else wave
 

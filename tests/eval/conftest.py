@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from eval.evaluate_checkpoint import Judges
 from training.config import (
     MODEL_LADDER,
     CorpusRef,
@@ -50,6 +51,15 @@ def train_and_export(corpus: Path, out: Path, steps: int, size: str = "s") -> Pa
     return out
 
 
+EVAL_CFG = EvalConfig(sentences_per_speaker=4, bootstrap=300, audio_samples=2)
+"""The evaluation settings of these tests (one set, so the ceilings are judged once)."""
+
+
+@pytest.fixture(scope="session")
+def judges(smoke_corpus) -> Judges:
+    return Judges.build(EVAL_CFG, smoke_corpus)
+
+
 @pytest.fixture(scope="session")
 def trained_export(smoke_corpus, tmp_path_factory) -> Path:
     return train_and_export(smoke_corpus, tmp_path_factory.mktemp("trained"), steps=600)
@@ -60,4 +70,4 @@ def untrained_export(smoke_corpus, tmp_path_factory) -> Path:
     return train_and_export(smoke_corpus, tmp_path_factory.mktemp("untrained"), steps=0)
 
 
-__all__ = ["np", "train_and_export"]
+__all__ = ["EVAL_CFG", "np", "train_and_export"]

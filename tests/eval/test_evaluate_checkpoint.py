@@ -9,17 +9,10 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
 
-from eval.evaluate_checkpoint import Judges, check_generated_audio, evaluate_checkpoint
-from training.config import EvalConfig
+from eval.evaluate_checkpoint import check_generated_audio, evaluate_checkpoint
+from tests.eval.conftest import EVAL_CFG as CFG
 
 pytestmark = pytest.mark.slow
-
-CFG = EvalConfig(sentences_per_speaker=4, bootstrap=300, audio_samples=2)
-
-
-@pytest.fixture(scope="module")
-def judges(smoke_corpus) -> Judges:
-    return Judges.build(CFG, smoke_corpus)
 
 
 def test_trained_beats_untrained_with_non_overlapping_intervals(
@@ -64,7 +57,8 @@ def test_a_checkpoint_producing_nan_is_scored_worst_and_counted(
     assert metrics["failed_utterances"] == metrics["utterances"]
     assert metrics["wer"] == 1.0 and metrics["sim"] == 0.0
     rows = [json.loads(line) for line in (tmp_path / "out" / "per_utterance.jsonl").open()]
-    assert all(r["failed"] == "NaN or infinite samples" for r in rows)
+    assert all(r["failed"] == "NaN or infinite mel" for r in rows)
+    assert metrics["failure_reasons"] == {"NaN or infinite mel": metrics["utterances"]}
 
 
 @pytest.mark.parametrize(
