@@ -823,6 +823,15 @@ def _seed_figure_section(rows: Sequence[Row]) -> str:
     )
 
 
+def _why_not_done(row: Row) -> str:
+    divergence = row.get("divergence")
+    if isinstance(divergence, dict):
+        last = divergence.get("last_finite_train_loss")
+        last_text = f"{last:.4g}" if _finite(last) else "none"
+        return f"{divergence.get('reason')}; last finite train_loss {last_text}"
+    return str(row.get("error") or "no error recorded")
+
+
 def _status_section(rows: Sequence[Row]) -> str:
     """Counts by status, then every trial that did not finish, with its error."""
     if not rows:
@@ -844,7 +853,7 @@ def _status_section(rows: Sequence[Row]) -> str:
     if broken:
         items = "".join(
             f"<li><code>{_esc(r.get('trial'))}</code> — {_esc(r.get('status'))}: "
-            f"{_esc(r.get('error') or 'no error recorded')}</li>"
+            f"{_esc(_why_not_done(r))}</li>"
             for r in broken
         )
         parts.append(f"<p>Not finished (excluded from every fit):</p><ul>{items}</ul>")

@@ -25,6 +25,7 @@ __all__ = [
     "describe_seed_figure",
     "load_results",
     "record_result",
+    "repair_torn_tail",
     "result_row",
     "seed_figure",
 ]
@@ -90,13 +91,17 @@ def load_results(path: Path) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     if not path.exists():
         return rows
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    text = path.read_text()
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ResultsError(f"{path}:{number}: not a JSON object ({err.msg})") from None
+            torn = number == len(lines) and not text.endswith("\n")
+            hint = " — a torn last line; `voicescale sweep` sets it aside" if torn else ""
+            raise ResultsError(f"{path}:{number}: not a JSON object ({err.msg}){hint}") from None
         if not isinstance(row, dict) or "trial" not in row or "status" not in row:
             raise ResultsError(f"{path}:{number}: a row needs 'trial' and 'status'")
         if row["trial"] in rows:
@@ -105,15 +110,56 @@ def load_results(path: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
+def repair_torn_tail(path: Path) -> Path | None:
+    """Set aside a torn last line — one a crash or a full disk cut off mid-write — so the
+    sweep can go on; returns where it went (`results.jsonl.torn`), or None if nothing was
+    torn. Rows are written whole and newline-terminated, so only a last line without its
+    newline can be torn; one that still parses lost only the newline and is kept. Any
+    other invalid line is left for `load_results` to report: it was not a crash."""
+    if not path.exists():
+        return None
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return None
+    cut = data.rfind(b"\n") + 1
+    tail = data[cut:]
+    try:
+        complete = isinstance(json.loads(tail), dict)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        complete = False
+    if complete:
+        _append_durably(path, b"\n")
+        return None
+    torn = path.with_name(path.name + ".torn")
+    with torn.open("ab") as f:
+        f.write(tail + b"\n")
+        f.flush()
+        os.fsync(f.fileno())
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_bytes(data[:cut])
+    _fsync(tmp)
+    tmp.replace(path)
+    return torn
+
+
+def _append_durably(path: Path, data: bytes) -> None:
+    with path.open("ab") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync(path: Path) -> None:
+    with path.open("rb+") as f:
+        os.fsync(f.fileno())
+
+
 def record_result(path: Path, row: dict[str, Any]) -> None:
     """Append `row`, or replace the trial's earlier row; durable before it returns."""
     rows = load_results(path)
     line = json.dumps(_json_safe(row), sort_keys=False) + "\n"
     if row["trial"] not in rows:
-        with path.open("a") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
+        _append_durably(path, line.encode())  # one write: a crash can only cut its end off
         return
     rows[row["trial"]] = row
     tmp = path.with_suffix(".jsonl.tmp")
@@ -161,6 +207,8 @@ def result_row(
         "budget": trial.data.budget.label,
         "config_hash": config_hash(trial),
         "stop_reason": train.get("stop_reason"),
+        # {step, last_finite_train_loss, reason} when the trial diverged, else null.
+        "divergence": train.get("divergence"),
         "failed_utterances": evaluation.get("failed_utterances"),
         "eval_val_loss": evaluation.get("val_loss"),
         "ceilings": {
@@ -176,6 +224,7 @@ def result_row(
         if ceilings
         else None,
         "wall_seconds": outcome.get("wall_seconds"),
+        "finished_at": outcome.get("finished_at"),
         "error": outcome.get("error"),
     }
     return row

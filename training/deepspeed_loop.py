@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from training.checkpoint_digest import verify_manifests, write_manifest
 from training.config import TrialConfig, to_dict
 from training.data import Batch, TrialData, batch_indices
 from training.model import VoiceCloner, count_parameters, sequence_mask, train_flops_per_step
@@ -172,6 +173,9 @@ class TrainerState:
     flops: float = 0.0
     first_train_loss: float = math.nan
     last_train_loss: float = math.nan
+    """The last finite training loss (a diverged step does not overwrite it)."""
+    divergence: str | None = None
+    """Why training stopped as diverged, e.g. "non-finite train_loss (inf) at step 2"."""
 
     def save(self, directory: Path) -> None:
         (directory / STATE_FILE).write_text(json.dumps(vars(self)))
@@ -263,10 +267,10 @@ def _build_engine(trial: TrialConfig, data: TrialData, world: int):
 
 
 def _report_finished_export(rank: int, on_export: OnExport | None = None) -> bool:
-    """If the latest checkpoint is this trial's final export (the run finished, but whoever
-    launched it did not see the result, e.g. the sweep driver was killed), report it again
-    instead of training: DeepSpeed state is not in an export, and none is needed. An export
-    whose evaluation is missing or failed is evaluated again."""
+    """If the latest checkpoint is this trial's final report (the run finished or diverged,
+    but whoever launched it did not see the result, e.g. the sweep driver was killed),
+    report it again instead of training: DeepSpeed state is not in an export, and none is
+    needed. An export whose evaluation is missing or failed is evaluated again."""
     import ray.train
 
     checkpoint = ray.train.get_checkpoint()
@@ -281,11 +285,12 @@ def _report_finished_export(rank: int, on_export: OnExport | None = None) -> boo
             if rank == 0:
                 shutil.copytree(directory, copy, dirs_exist_ok=True)
                 evaluated = isinstance(metrics.get("eval"), dict) and "error" not in metrics["eval"]
-                if on_export is not None and not evaluated:
+                if on_export is not None and metrics["status"] == "done" and not evaluated:
                     metrics["eval"] = on_export(Path(copy))
                     (Path(copy) / FINAL_METRICS).write_text(json.dumps(metrics))
             report = ray.train.Checkpoint.from_directory(copy) if rank == 0 else None
-            ray.train.report(metrics, checkpoint=report, checkpoint_dir_name="export")
+            name = "export" if metrics["status"] == "done" else metrics["status"]
+            ray.train.report(metrics, checkpoint=report, checkpoint_dir_name=name)
     return True
 
 
@@ -296,6 +301,7 @@ def _restore(engine) -> TrainerState:
     if checkpoint is None:
         return TrainerState()
     with checkpoint.as_directory() as directory:
+        verify_manifests(Path(directory))  # before DeepSpeed unpickles anything in it
         engine.load_checkpoint(directory, tag="engine")
         return TrainerState.load(Path(directory))
 
@@ -333,16 +339,16 @@ def _run_steps(
             engine.step()
             losses.append(float(loss.detach()))
         train_loss = _mean_across_ranks(float(np.mean(losses)), world)
-        if state.step == 0:
-            state.first_train_loss = train_loss
-        state.last_train_loss = train_loss
         step_times.append(time.perf_counter() - started)
         state.train_seconds += step_times[-1]
         state.flops += _step_flops(engine.module, data, indices, micro * world * accumulation)
         state.step += 1
-        if not math.isfinite(train_loss):
-            _report({"step": state.step, "train_loss": train_loss, "status": "diverged"}, None)
+        if not math.isfinite(train_loss):  # every rank sees the same all-reduced loss
+            state.divergence = f"non-finite train_loss ({train_loss}) at step {state.step}"
             return "diverged"
+        if state.step == 1:
+            state.first_train_loss = train_loss
+        state.last_train_loss = train_loss
         at_eval = state.step % trial.training.eval_every == 0 or state.step == steps
         metrics = {
             "step": state.step,
@@ -353,6 +359,9 @@ def _run_steps(
         if at_eval:
             sync_buffers(engine.module, world)
             val = validation_loss(engine.module, data, device, rank, world)
+            if not math.isfinite(val):
+                state.divergence = f"non-finite val_loss ({val}) at step {state.step}"
+                return "diverged"
             metrics["val_loss"] = state.last_val_loss = val
             if val < state.best_val_loss - 1e-4:
                 state.best_val_loss, state.evals_without_improvement = val, 0
@@ -360,7 +369,7 @@ def _run_steps(
                 state.evals_without_improvement += 1
         save = state.step % trial.training.checkpoint_every == 0 or at_eval
         if save:  # each report is a round trip to the controller: only with checkpoints
-            _report(metrics, engine, state)
+            _report(metrics, engine, state, rank)
             if rank == 0:
                 print(
                     f"[{trial.name}] step {state.step}/{steps} train_loss {train_loss:.4f}"
@@ -408,18 +417,16 @@ def _mean_across_ranks(value: float, world: int) -> float:
     return float(t[0] / world)
 
 
-def _report(metrics: dict[str, Any], engine, state: TrainerState | None = None) -> None:
-    """`ray.train.report`, with a DeepSpeed checkpoint when `engine` is given (all ranks save
-    their shard into a same-named directory; Ray merges them)."""
+def _report(metrics: dict[str, Any], engine, state: TrainerState, rank: int) -> None:
+    """`ray.train.report` with a DeepSpeed checkpoint: every rank saves its shard into a
+    same-named directory, with a digest manifest of its files; Ray merges them."""
     import ray.train
 
-    if engine is None:
-        ray.train.report(metrics)
-        return
     with tempfile.TemporaryDirectory() as directory:
         engine.save_checkpoint(directory, tag="engine")
-        if state is not None:
+        if rank == 0:
             state.save(Path(directory))
+        write_manifest(Path(directory), rank)
         ray.train.report(
             metrics,
             checkpoint=ray.train.Checkpoint.from_directory(directory),
@@ -454,24 +461,34 @@ def _finish(
     on_export: OnExport | None = None,
 ) -> None:
     """Export the final weights (rank 0), judge them (`on_export`), and report the trial's
-    final metrics with the export."""
+    final metrics with the export. A diverged trial reports its final metrics too (with
+    the step, the last finite loss and why) but no weights: they are not finite. Either way
+    the report carries a checkpoint, because Ray Train V2's `Result.metrics` are those of
+    the last report *with* a checkpoint."""
     import ray.train
 
-    if status == "diverged":
-        return
+    diverged = status == "diverged"
     counts = count_parameters(engine.module)
-    sync_buffers(engine.module, world)
+    if not diverged:
+        sync_buffers(engine.module, world)
     digests = _parameter_digests(engine.module, world)
     metrics = {
         "step": state.step,
-        "status": "done",
+        "status": "diverged" if diverged else "done",
         "stop_reason": status,
         "steps": state.step,
         "steps_budget": steps,
         # The exported (final) model's held-out loss, and the best seen during training.
-        "val_loss": state.last_val_loss,
+        "val_loss": None if diverged else state.last_val_loss,
         "best_val_loss": state.best_val_loss,
         "train_loss": state.last_train_loss,
+        "divergence": {
+            "step": state.step,
+            "last_finite_train_loss": state.last_train_loss,
+            "reason": state.divergence,
+        }
+        if diverged
+        else None,
         "first_train_loss": state.first_train_loss,
         "params": counts["total"],
         "params_non_embedding": counts["non_embedding"],
@@ -488,12 +505,14 @@ def _finish(
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = None
         if rank == 0:
-            export_model(engine.module, trial, data, Path(directory))
-            if on_export is not None:
-                metrics["eval"] = on_export(Path(directory))
+            if not diverged:
+                export_model(engine.module, trial, data, Path(directory))
+                if on_export is not None:
+                    metrics["eval"] = on_export(Path(directory))
             (Path(directory) / FINAL_METRICS).write_text(json.dumps(metrics))
             checkpoint = ray.train.Checkpoint.from_directory(directory)
-        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name="export")
+        name = "diverged" if diverged else "export"
+        ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
 
 
 def sync_buffers(module: torch.nn.Module, world: int) -> None:
