@@ -23,7 +23,7 @@ SWEEP ?= configs/sweeps/default.yaml
 RUNS ?= runs
 MLFLOW_PORT ?= 5000
 
-.PHONY: help venv system-deps test test-fast lint corpus bench scale-sweep mlflow-ui clean-venv
+.PHONY: help venv system-deps test test-fast lint corpus bench drills scale-sweep mlflow-ui clean-venv
 
 help:
 	@echo "make scale-sweep   run (or resume) the sweep SWEEP=$(SWEEP): trials, MLflow, fits, report, promotion"
@@ -33,6 +33,7 @@ help:
 	@echo "make lint          ruff"
 	@echo "make corpus        build the embedded synthetic corpus (default preset)"
 	@echo "make bench         print benchmark figures (bench/)"
+	@echo "make drills        break the sweep for real (kills, lost node, MLflow outage, …); print the table"
 
 venv: $(STAMP)
 
@@ -83,6 +84,9 @@ bench: venv
 	$(PY) bench/corpus_build.py
 	$(PY) bench/train_step.py
 	$(PY) bench/eval_time.py
+
+drills: venv
+	$(PY) -m cluster.drills --work $(RUNS)/drills
 
 clean-venv:
 	rm -rf $(VENV)

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["available_cpus", "connect", "local_driver_reserve", "outside_placement_group"]
+__all__ = ["available_cpus", "connect", "outside_placement_group"]
 
 
-def local_driver_reserve() -> int:
-    """CPUs a local Ray is started with on top of the machine's, for the sweep's Tune trial
-    drivers. Each driver holds 0.01 CPU (Tune refuses 0); without the extra slot, two drivers
-    on a 2-core machine would leave 1.98 CPUs and only one 1-CPU trial could train at once.
-    Zero on a cluster, whose head node's CPUs host the drivers."""
-    return 0 if os.environ.get("RAY_ADDRESS") else 1
-
-
-def connect(*, num_cpus: int | None = None, reserve_for_drivers: bool = False) -> None:
+def connect(*, num_cpus: int | None = None) -> None:
     """`ray.init` once: to $RAY_ADDRESS when set, else a private local instance."""
     import ray
 
@@ -29,11 +21,12 @@ def connect(*, num_cpus: int | None = None, reserve_for_drivers: bool = False) -
     # One machine has no spot preemption to watch for: skip Ray Train's per-trial watcher
     # actor (one more Python process per trial). Cluster runs keep it.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
-    if reserve_for_drivers:
-        num_cpus = (num_cpus or os.cpu_count() or 1) + local_driver_reserve()
     # The dashboard serves Ray's state API, which Ray Train's controller polls; without
     # it the driver log fills with "Failed to query ... actor state" warnings.
+    # address="local": always a new private instance, never one a dead driver left behind
+    # (plain ray.init() would try to join whatever /tmp/ray/ray_current_cluster names).
     ray.init(
+        address="local",
         num_cpus=num_cpus,
         include_dashboard=True,
         dashboard_host="127.0.0.1",
@@ -53,8 +46,8 @@ def available_cpus() -> float:
 
 def outside_placement_group():
     """Scheduling strategy for a task launched from inside a Tune trial that must take its own
-    resources: Tune's trial placement group (0.01 CPU for the trial driver) would otherwise
-    capture it, and a 1-CPU task cannot fit there."""
+    resources: Tune's trial placement group (the trial driver's sliver of the head node)
+    would otherwise capture it, and a 1-CPU task cannot fit there."""
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     return PlacementGroupSchedulingStrategy(placement_group=None)

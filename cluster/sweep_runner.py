@@ -13,17 +13,31 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster.tracking import SweepTracker
-from scaling.results import FINAL_STATUSES, SweepPaths, record_result, result_row
+from cluster.tracking import RECORDED_TAG, SweepTracker
+from cluster.tracking_queue import TrackingQueue
+from scaling.results import FINAL_STATUSES, SweepPaths, load_results, record_result, result_row
 from training.config import TrialConfig, config_hash, from_dict, to_dict
 
-__all__ = ["SweepRecorder", "run_trials", "trial_resources", "trial_trainable"]
+__all__ = [
+    "TRIAL_DRIVER_RESOURCES",
+    "SweepRecorder",
+    "run_trials",
+    "trial_resources",
+    "trial_trainable",
+]
+
+HEAD_NODE_RESOURCE = "node:__internal_head__"
+"""Ray's built-in resource of the head node (1 unit, head only)."""
+TRIAL_DRIVER_RESOURCES = {"CPU": 0, HEAD_NODE_RESOURCE: 0.001}
+"""A trial's Tune driver only waits on its TorchTrainer: no CPU (the head resource makes the
+bundle non-empty, which Tune requires), on the head node."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -85,6 +99,8 @@ def _train_and_evaluate(
         "export_dir": str(result.export_dir) if result.export_dir else None,
         "eval": None,
     }
+    if result.status == "diverged":
+        outcome["error"] = None  # a result, not an error: `train.divergence` says why
     if result.status == "done":
         if not isinstance(evaluation, dict):
             evaluation = {"error": "the trial finished without an evaluation of its export"}
@@ -96,6 +112,7 @@ def _train_and_evaluate(
             outcome["eval"] = evaluation
             outcome["eval_dir"] = str(eval_dir)
     outcome["wall_seconds"] = time.perf_counter() - started
+    outcome["finished_at"] = time.time()
     return outcome
 
 
@@ -123,25 +140,31 @@ def _number(value: Any) -> float:
 
 @dataclass
 class SweepRecorder:
-    """Writes each finished trial to MLflow and results.jsonl, in that order (the row carries
-    the run id). Used from the Tune callback, and directly for trials found already finished."""
+    """Records each finished trial: its row in results.jsonl first (the source of truth,
+    written at once), then its MLflow child run through the tracking queue (which may lag,
+    or wait out an outage). Used from the Tune callback, for trials found already finished,
+    and to reconcile MLflow with rows it does not fully hold."""
 
     paths: SweepPaths
-    tracker: SweepTracker
+    queue: TrackingQueue
     trials: dict[str, TrialConfig]
     on_recorded: Callable[[dict[str, Any]], None] = lambda row: None
-    run_ids: dict[str, str] = field(default_factory=dict)
+    _rows_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _params(self, name: str) -> dict[str, Any]:
+        return {"trial": to_dict(self.trials[name]), "name": name}
 
     def started(self, name: str) -> None:
-        trial = self.trials[name]
-        run_id = self.tracker.child_run(name, {"trial": to_dict(trial), "name": name})
-        self.run_ids[name] = run_id
-        self.tracker.start_system_metrics(run_id)
+        params = self._params(name)
+        self.queue.submit(f"start of {name}", lambda t: t.start_trial(name, params))
 
     def progress(self, name: str, metrics: dict[str, Any]) -> None:
-        run_id = self.run_ids.get(name)
-        if run_id is not None and not metrics.get("final"):
-            self.tracker.log_step(run_id, metrics)
+        if metrics.get("final"):
+            return
+        params, metrics = self._params(name), dict(metrics)
+        self.queue.submit(
+            f"step {metrics.get('step')} of {name}", lambda t: t.log_step(name, params, metrics)
+        )
 
     def finished(self, name: str, error: str | None = None) -> dict[str, Any] | None:
         """Record trial `name` from its outcome.json (or as failed with `error`); None when
@@ -150,25 +173,70 @@ class SweepRecorder:
         outcome = read_outcome(self.paths.outcome(name))
         if outcome is None and error is None:
             # Stopped before it finished (Ctrl-C): not a result; the next run resumes it.
-            self.tracker.stop_system_metrics(self.run_ids.get(name, ""))
+            self.queue.submit(f"stop of {name}", lambda t: t.stop_trial(name))
             return None
         outcome = outcome or {"trial": name, "status": "failed", "error": error}
         if error and outcome["status"] not in FINAL_STATUSES:
             outcome = {**outcome, "status": "failed", "error": error}
-        run_id = self.run_ids.get(name) or self.tracker.child_run(
-            name, {"trial": to_dict(trial), "name": name}
+        outcome.setdefault("finished_at", time.time())
+        row = result_row(
+            trial,
+            outcome,
+            sweep_dir=self.paths.root,
+            mlflow_run_id=self.queue.tracker.run_ids.get(name),
         )
-        row = result_row(trial, outcome, sweep_dir=self.paths.root, mlflow_run_id=run_id)
-        self.tracker.finish_child(
-            run_id,
+        with self._rows_lock:
+            record_result(self.paths.results, row)
+        self.on_recorded(row)
+        self.queue.submit(f"record of {name}", lambda t: self._track(t, row))
+        return row
+
+    def reconcile(self) -> None:
+        """Bring MLflow up to date with results.jsonl: rows whose child run is missing, not
+        complete or not in its final state (a driver killed between the two, a tracking
+        outage) are recorded there now — once; complete ones are not touched."""
+        rows = load_results(self.paths.results)
+
+        def reconcile(tracker: SweepTracker) -> None:
+            children = tracker.children()
+            for name, row in rows.items():
+                if name in self.trials and not _tracked(children.get(name), row):
+                    self._track(tracker, row)
+
+        self.queue.submit("reconciliation with results.jsonl", reconcile)
+
+    def _track(self, tracker: SweepTracker, row: dict[str, Any]) -> None:
+        """MLflow's side of one row (in the tracking thread); fills in the row's run id."""
+        name = row["trial"]
+        outcome = read_outcome(self.paths.outcome(name)) or {}
+        run_id = tracker.record_trial(
+            name,
+            self._params(name),
             final=_final_metrics(row),
             artifacts=_artifacts(outcome),
-            tags={"status": row["status"], "config_hash": row["config_hash"]},
-            status="FINISHED" if row["status"] in FINAL_STATUSES else "FAILED",
+            tags=_final_tags(row),
+            status=_run_status(row),
+            timestamp_ms=int(1000 * (row.get("finished_at") or time.time())),
         )
-        record_result(self.paths.results, row)
-        self.on_recorded(row)
-        return row
+        if row.get("mlflow_run_id") == run_id:
+            return
+        with self._rows_lock:
+            current = load_results(self.paths.results).get(name)
+            if current is not None and current.get("config_hash") == row.get("config_hash"):
+                record_result(self.paths.results, {**current, "mlflow_run_id": run_id})
+
+
+def _run_status(row: dict[str, Any]) -> str:
+    return "FINISHED" if row["status"] in FINAL_STATUSES else "FAILED"
+
+
+def _tracked(run: Any, row: dict[str, Any]) -> bool:
+    return (
+        run is not None
+        and run.data.tags.get(RECORDED_TAG) == "true"
+        and run.info.status == _run_status(row)
+        and row.get("mlflow_run_id") == run.info.run_id
+    )
 
 
 def _final_metrics(row: dict[str, Any]) -> dict[str, Any]:
@@ -181,6 +249,7 @@ def _final_metrics(row: dict[str, Any]) -> dict[str, Any]:
             "params",
             "data_hours",
             "data_utterances",
+            "steps",
             "train_flops",
             "train_seconds",
             "eval_seconds",
@@ -192,7 +261,19 @@ def _final_metrics(row: dict[str, Any]) -> dict[str, Any]:
     for key in ("sim_ci", "wer_ci"):
         if row.get(key):
             final[f"{key}_low"], final[f"{key}_high"] = row[key]
+    divergence = row.get("divergence") or {}
+    final["diverged_at_step"] = divergence.get("step")
+    final["last_finite_train_loss"] = divergence.get("last_finite_train_loss")
     return final
+
+
+def _final_tags(row: dict[str, Any]) -> dict[str, str]:
+    tags = {"status": row["status"], "config_hash": str(row.get("config_hash"))}
+    if row.get("divergence"):
+        tags["divergence"] = str(row["divergence"].get("reason"))
+    if row.get("error"):
+        tags["error"] = str(row["error"])[-4000:]
+    return tags
 
 
 def _artifacts(outcome: dict[str, Any]) -> dict[str, Path]:
@@ -216,20 +297,28 @@ def _make_callback(recorder: SweepRecorder):
     class RecordTrials(Callback):
         """Tune hooks → the recorder. Runs in the driver process only."""
 
+        def __init__(self, recorder: SweepRecorder) -> None:
+            self.recorder = recorder
+
+        def __getstate__(self) -> dict[str, Any]:
+            # Tune pickles its run config into the experiment directory; the recorder (a
+            # thread and its locks) belongs to this process and is never restored from there.
+            return {}
+
         def on_trial_start(self, iteration, trials, trial, **info):
-            recorder.started(_name(trial))
+            self.recorder.started(_name(trial))
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            recorder.progress(_name(trial), result)
+            self.recorder.progress(_name(trial), result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            recorder.finished(_name(trial))
+            self.recorder.finished(_name(trial))
 
         def on_trial_error(self, iteration, trials, trial, **info):
             error = getattr(trial, "error_msg", None) or "the trial raised (see Tune's log)"
-            recorder.finished(_name(trial), error=str(error)[-2000:])
+            self.recorder.finished(_name(trial), error=str(error)[-2000:])
 
-    return RecordTrials()
+    return RecordTrials(recorder)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,8 +326,8 @@ def _make_callback(recorder: SweepRecorder):
 
 
 def trial_resources(trial: TrialConfig) -> dict[str, float]:
-    """What one trial holds at its peak: its training workers (the Tune driver's 0.01 CPU
-    aside). Evaluation takes one CPU after training has released its workers."""
+    """What one trial holds at its peak: its training workers (its Tune driver holds no
+    CPU). Evaluation takes one CPU after training has released its workers."""
     r = trial.resources
     resources = {"CPU": max(1.0, r.num_workers * r.cpus_per_worker)}
     if r.gpus_per_worker:
@@ -281,9 +370,11 @@ def run_trials(
         }
         for t in ordered
     }
-    # The trainable only drives the TorchTrainer: a sliver of CPU (0 is refused).
+    # The trainable only drives the TorchTrainer, on the head node, so losing (or
+    # pre-empting) a worker node never takes a trial's driver along; Ray Train then restarts
+    # the workers from the last checkpoint.
     trainable = tune.with_resources(
-        tune.with_parameters(trial_trainable, trials=configs), {"CPU": 0.01}
+        tune.with_parameters(trial_trainable, trials=configs), TRIAL_DRIVER_RESOURCES
     )
     tuner = tune.Tuner(
         trainable,

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from eval.errors import JudgeUnavailable
+from eval.errors import JudgeUnavailable, pinned_hub_fetch
 from training.corpus.audio import resample
 
 __all__ = ["JudgeUnavailable", "PocketsphinxJsgf", "Transcriber", "make_transcriber"]
@@ -121,24 +121,30 @@ class SpeechbrainAsr:
 
     name = "speechbrain"
 
-    def __init__(self, source: str | None, savedir: str) -> None:
+    def __init__(self, source: str | None, savedir: str, revision: str | None = None) -> None:
         if not source:
             raise JudgeUnavailable(
                 "speechbrain ASR: set eval.asr_judge_source to a hub id "
-                "(e.g. speechbrain/asr-crdnn-rnnlm-librispeech) or a local "
-                "directory with hyperparams.yaml and its checkpoints"
+                "(e.g. speechbrain/asr-crdnn-rnnlm-librispeech, with eval.asr_judge_revision) "
+                "or a local directory with hyperparams.yaml and its checkpoints"
             )
         import torch
         from speechbrain.inference.ASR import EncoderDecoderASR
 
+        fetch = pinned_hub_fetch("speechbrain ASR", source, revision, "eval.asr_judge_revision")
         try:
-            self._model = EncoderDecoderASR.from_hparams(source=source, savedir=savedir)
+            self._model = EncoderDecoderASR.from_hparams(
+                source=source,
+                savedir=str(Path(savedir) / (revision or "local")[:12]),
+                **({"fetch_config": fetch} if fetch else {}),
+            )
         except Exception as err:
             raise JudgeUnavailable(
                 f"speechbrain ASR: cannot load {source!r} ({err}); offline, "
                 "give a local directory as eval.asr_judge_source"
             ) from None
-        self._torch, self._source = torch, source
+        self._torch = torch
+        self._source = f"{source}@{revision}" if fetch else source
 
     def transcribe(self, wave: np.ndarray, sample_rate: int) -> str:
         audio = resample(np.asarray(wave, dtype=np.float32), sample_rate, SAMPLE_RATE)
@@ -154,6 +160,7 @@ def make_transcriber(
     kind: str,
     *,
     source: str | None = None,
+    revision: str | None = None,
     grammar: str | Path | None = None,
     savedir: str = "data/judges",
 ) -> Transcriber:
@@ -168,5 +175,5 @@ def make_transcriber(
     if kind == "whisper":
         return FasterWhisper(source)
     if kind == "speechbrain":
-        return SpeechbrainAsr(source, savedir)
+        return SpeechbrainAsr(source, savedir, revision)
     raise ValueError(f"unknown ASR judge {kind!r}")

@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from eval.errors import JudgeUnavailable
+from eval.errors import JudgeUnavailable, pinned_hub_fetch
 from training.corpus.audio import resample
 
 __all__ = [
@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 SAMPLE_RATE = 16000
+ECAPA_HUB_ID = "speechbrain/spkrec-ecapa-voxceleb"
+ECAPA_HUB_REVISION = "5c0be3875fda05e81f3c004ed8c7c06be308de1e"
+"""The revision pyannote.audio pins for this model (its diarization pipeline's default)."""
 
 
 class SpeakerEmbedder(Protocol):
@@ -95,14 +98,23 @@ class SpeechbrainEcapaEmbedder:
 
     name = "speechbrain-ecapa"
 
-    def __init__(self, source: str | None, savedir: str | Path) -> None:
+    def __init__(
+        self, source: str | None, savedir: str | Path, revision: str | None = None
+    ) -> None:
         from speechbrain.inference.speaker import EncoderClassifier
 
-        source = source or "speechbrain/spkrec-ecapa-voxceleb"
-        savedir = Path(savedir)
+        if source is None:
+            source, revision = ECAPA_HUB_ID, revision or ECAPA_HUB_REVISION
+        fetch = pinned_hub_fetch(
+            "speechbrain-ecapa", source, revision, "eval.speaker_judge_revision"
+        )
+        savedir = Path(savedir) / (revision or "local")[:12]  # one copy per pinned revision
         try:
             self._model = EncoderClassifier.from_hparams(
-                source=source, savedir=str(savedir), run_opts={"device": "cpu"}
+                source=source,
+                savedir=str(savedir),
+                run_opts={"device": "cpu"},
+                **({"fetch_config": fetch} if fetch else {}),
             )
         except Exception as err:
             raise JudgeUnavailable(
@@ -112,7 +124,7 @@ class SpeechbrainEcapaEmbedder:
             ) from None
         local = Path(source) if Path(source).is_dir() else savedir
         verify_checkpoint_loaded(self._model.mods.embedding_model, local / "embedding_model.ckpt")
-        self._source = source
+        self._source = f"{source}@{revision}" if fetch else source
 
     def embed(self, waveforms: list[np.ndarray], sample_rate: int) -> np.ndarray:
         out = []
@@ -158,11 +170,15 @@ def verify_checkpoint_loaded(module: torch.nn.Module, checkpoint: Path) -> None:
 
 
 def make_embedder(
-    kind: str, *, source: str | None = None, savedir: str | Path = "data/judges/ecapa"
+    kind: str,
+    *,
+    source: str | None = None,
+    revision: str | None = None,
+    savedir: str | Path = "data/judges/ecapa",
 ) -> SpeakerEmbedder:
     """The speaker judge named by `EvalConfig.speaker_judge`."""
     if kind == "resemblyzer":
         return ResemblyzerEmbedder()
     if kind == "speechbrain-ecapa":
-        return SpeechbrainEcapaEmbedder(source, savedir)
+        return SpeechbrainEcapaEmbedder(source, savedir, revision)
     raise ValueError(f"unknown speaker judge {kind!r}")

@@ -170,6 +170,7 @@ def _sweep(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         max_failures=args.max_failures,
         promote=args.promote,
+        tracking_grace_s=args.tracking_grace_s,
     )
 
 
@@ -287,6 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(sweep)
     sweep.add_argument("--dry-run", action="store_true", help="print the plan and stop")
     sweep.add_argument("--promote", action="store_true", help="then run `voicescale promote`")
+    sweep.add_argument(
+        "--tracking-grace-s",
+        type=float,
+        default=300.0,
+        help="at the end, how long to wait for an unreachable MLflow server before exiting "
+        "with code 75 (everything stays in results.jsonl; default: %(default)s)",
+    )
     sweep.set_defaults(handler=_sweep)
 
     promote = commands.add_parser("promote", help="register the best checkpoint as champion")
@@ -318,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     from eval.errors import JudgeUnavailable
     from scaling.promote import PromotionError
     from scaling.results import ResultsError
+    from scaling.runs_lock import SweepLocked
     from training.config import ConfigError
     from training.corpus.manifest import CorpusError
 
@@ -330,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         JudgeUnavailable,
         ResultsError,
         PromotionError,
+        SweepLocked,
         TrackingUnavailable,
     ) as err:
         print(f"voicescale: error: {err}", file=sys.stderr)

@@ -203,17 +203,37 @@ def checkpoint_sha256(export_dir: Path) -> str:
 
 
 def load_champion(tracking_uri: str, dst: Path) -> Any:
-    """Download `models:/voicescale-tts@champion` into `dst` and load it for synthesis."""
+    """Download `models:/voicescale-tts@champion` into `dst` and load it for synthesis —
+    only if the downloaded files have the `checkpoint_sha256` registered with the version
+    (a swapped or damaged artifact raises `PromotionError`)."""
     import mlflow
+    from mlflow import MlflowClient
 
     from training.inference import Synthesizer
 
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    version = client.get_model_version_by_alias(MODEL_NAME, ALIAS)
+    expected = version.tags.get("checkpoint_sha256")
+    if not expected:
+        raise PromotionError(
+            f"models:/{MODEL_NAME} version {version.version} has no checkpoint_sha256 tag: "
+            "nothing to verify it against; register it again with `voicescale promote`"
+        )
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{MODEL_NAME}@{ALIAS}", dst_path=str(dst)
+    # The version, not the alias: the alias may move between the lookup and the download.
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{MODEL_NAME}/{version.version}", dst_path=str(dst)
+        )
     )
-    return Synthesizer.load(Path(local))
+    actual = checkpoint_sha256(local)
+    if actual != expected:
+        raise PromotionError(
+            f"{local}: downloaded models:/{MODEL_NAME} version {version.version} has sha256 "
+            f"{actual[:16]}…, but {expected[:16]}… was registered; refusing to load it"
+        )
+    return Synthesizer.load(local)
 
 
 def _finite(value: Any) -> bool:

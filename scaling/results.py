@@ -209,6 +209,8 @@ def result_row(
         "stop_reason": train.get("stop_reason"),
         # {step, last_finite_train_loss, reason} when the trial diverged, else null.
         "divergence": train.get("divergence"),
+        # Steps of the checkpoints training restarted from after a failure ([] if none).
+        "resumed_from": train.get("resumed_from"),
         "failed_utterances": evaluation.get("failed_utterances"),
         "eval_val_loss": evaluation.get("val_loss"),
         "ceilings": {

@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scaling.results import (
     FINAL_STATUSES,
@@ -21,12 +21,18 @@ from scaling.results import (
     SweepPaths,
     describe_seed_figure,
     load_results,
+    repair_torn_tail,
 )
 from training.config import ConfigError, SweepConfig, TrialConfig, config_hash, to_dict
+
+if TYPE_CHECKING:
+    from cluster.sweep_runner import SweepRecorder
 
 __all__ = ["SweepPlan", "plan_sweep", "run_sweep"]
 
 EXIT_INTERRUPTED = 130
+EXIT_TRACKING_DOWN = 75
+"""EX_TEMPFAIL: every trial is in results.jsonl, MLflow is behind; run it again later."""
 
 
 @dataclass(frozen=True)
@@ -97,48 +103,65 @@ def run_sweep(
     dry_run: bool = False,
     max_failures: int = 2,
     promote: bool = False,
+    tracking_grace_s: float = 300.0,
 ) -> int:
-    """Run (or resume) `sweep`; returns the process exit code."""
+    """Run (or resume) `sweep`; returns the process exit code (0; 1 when a trial failed;
+    EXIT_INTERRUPTED; EXIT_TRACKING_DOWN when MLflow stayed unreachable at the end, for
+    `tracking_grace_s` seconds)."""
     from cluster.trial_runner import check_launchable
+    from scaling.runs_lock import runs_dir_lock
 
     for trial in sweep.trials():
         try:  # a config that cannot run fails before anything starts
             check_launchable(trial)
         except ConfigError as err:
             raise ConfigError(f"trial {trial.name}: {err}") from None
-    plan = plan_sweep(sweep, runs_dir)
-    print(format_plan(plan), flush=True)
     if dry_run:
+        print(format_plan(plan_sweep(sweep, runs_dir)), flush=True)
         return 0
-    started = time.perf_counter()
-    if plan.pending:
-        status = _run_pending(plan, runs_dir, max_failures)
-        if status != 0:
-            return status
-    else:
-        print("every trial is already recorded: nothing to train", flush=True)
-    _write_report(plan.paths)
-    rows = list(load_results(plan.paths.results).values())
-    print("\n".join(describe_seed_figure(rows)), flush=True)
-    if promote:
-        from scaling.promote import promote as promote_best
+    with runs_dir_lock(runs_dir, sweep.name):
+        _set_aside_torn_row(SweepPaths(runs_dir / sweep.name))
+        plan = plan_sweep(sweep, runs_dir)
+        print(format_plan(plan), flush=True)
+        started = time.perf_counter()
+        status = _run(plan, runs_dir, max_failures, tracking_grace_s)
+        if status in (0, EXIT_TRACKING_DOWN):
+            _write_report(plan.paths)
+            rows = list(load_results(plan.paths.results).values())
+            print("\n".join(describe_seed_figure(rows)), flush=True)
+        if status == 0 and promote:
+            from scaling.promote import promote as promote_best
 
-        promote_best(plan.paths.root, runs_dir=runs_dir)
-    print(f"sweep {sweep.name}: {time.perf_counter() - started:.0f} s", flush=True)
+            promote_best(plan.paths.root, runs_dir=runs_dir)
+        print(f"sweep {sweep.name}: {time.perf_counter() - started:.0f} s", flush=True)
+    if status != 0:
+        return status
     return 1 if _count(plan.paths)["failed"] else 0
 
 
-def _run_pending(plan: SweepPlan, runs_dir: Path, max_failures: int) -> int:
-    from cluster.ray_runtime import connect, local_driver_reserve
-    from cluster.sweep_runner import SweepRecorder, max_concurrency, run_trials
+def _set_aside_torn_row(paths: SweepPaths) -> None:
+    torn = repair_torn_tail(paths.results)
+    if torn is not None:
+        print(
+            f"warning: {paths.results} ended in a torn line (a crash or a full disk mid-write); "
+            f"moved it to {torn}; that trial is recorded again",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _run(plan: SweepPlan, runs_dir: Path, max_failures: int, grace_s: float) -> int:
+    """Everything that needs MLflow: reconcile it with results.jsonl, close what a dead
+    driver left open, run the pending trials, close the sweep's run, wait for the backlog."""
+    from cluster.sweep_runner import SweepRecorder
     from cluster.tracking import SweepTracker, check_reachable, default_tracking_uri
-    from training.corpus.resolve import resolve_corpus
+    from cluster.tracking_queue import TrackingQueue, quick_failing_http
 
     uri = default_tracking_uri(runs_dir)
     check_reachable(uri)  # before any training: an unreachable server costs nothing
+    quick_failing_http()
     plan.paths.root.mkdir(parents=True, exist_ok=True)
-    tracker = SweepTracker(uri, plan.sweep.name, runs_dir)
-    tracker.open_parent(to_dict(plan.sweep), _lineage_tags(plan.sweep))
+    queue = TrackingQueue(SweepTracker(uri, plan.sweep.name, runs_dir))
     trials = {t.name: t for t in plan.trials}
     total = len(plan.trials)
 
@@ -147,46 +170,74 @@ def _run_pending(plan: SweepPlan, runs_dir: Path, max_failures: int) -> int:
         finished = sum(1 for r in rows if r["status"] in FINAL_STATUSES)
         print(_progress_line(row, finished, total), flush=True)
 
-    recorder = SweepRecorder(plan.paths, tracker, trials, on_recorded=announce)
-    try:
-        # Trials that finished but whose driver died before recording them: record only.
-        for trial in plan.pending:
-            if plan.actions[trial.name] == "record (finished)":
-                recorder.finished(trial.name)
-        to_run = [t for t in plan.pending if plan.actions[t.name] != "record (finished)"]
-        if to_run:
-            template = plan.sweep.trial
-            corpus_root = resolve_corpus(template.corpus, template.features, progress=True)
-            connect(num_cpus=None, reserve_for_drivers=True)
-            import ray
-
-            from cluster.trial_runner import check_launchable
-
-            cluster = dict(ray.cluster_resources())
-            cluster["CPU"] = cluster.get("CPU", 0) - local_driver_reserve()
-            for trial in to_run:
-                check_launchable(trial, cluster_cpus=cluster["CPU"])
-            concurrency = max_concurrency(to_run, cluster, plan.sweep.max_concurrent_trials)
-            run_trials(
-                to_run,
-                paths=plan.paths,
-                corpus_root=corpus_root,
-                recorder=recorder,
-                concurrency=concurrency,
-                max_failures=max_failures,
-            )
-    finally:
-        tracker.close()
+    recorder = SweepRecorder(plan.paths, queue, trials, on_recorded=announce)
+    config, tags, running = to_dict(plan.sweep), _lineage_tags(plan.sweep), bool(plan.pending)
+    queue.submit("the sweep's run", lambda t: t.open_parent(config, tags, running=running))
+    recorder.reconcile()
+    # We hold the runs directory's lock: a run of this sweep still RUNNING lost its driver.
+    queue.submit("closing runs left open", lambda t: _report_closed(t.close_stale_runs()))
+    status = 0
+    if plan.pending:
+        status = _run_pending(plan, recorder, max_failures)
+    else:
+        print("every trial is already recorded: nothing to train", flush=True)
     counts = _count(plan.paths, names=list(trials))
-    missing = counts["missing"]
-    tracker.close_parent(
-        "KILLED" if missing else ("FAILED" if counts["failed"] else "FINISHED"),
-        {f"trials_{k}": v for k, v in counts.items()},
+    parent_status = (
+        "KILLED" if counts["missing"] else ("FAILED" if counts["failed"] else "FINISHED")
     )
+    summary = {f"trials_{k}": v for k, v in counts.items()}
+    queue.submit("closing the sweep's run", lambda t: t.close_parent(parent_status, summary))
+    backlog = queue.drain(grace_s)
+    if backlog is not None:
+        print(f"voicescale: error: {backlog.message(uri)}", file=sys.stderr, flush=True)
+        return status or EXIT_TRACKING_DOWN
+    return status
+
+
+def _report_closed(names: list[str]) -> None:
+    if names:
+        print(
+            f"closed {len(names)} MLflow run(s) a dead driver left RUNNING (now KILLED, tagged "
+            f"voicescale.closed_reason): {', '.join(names)}",
+            flush=True,
+        )
+
+
+def _run_pending(plan: SweepPlan, recorder: SweepRecorder, max_failures: int) -> int:
+    from cluster.ray_runtime import connect
+    from cluster.sweep_runner import max_concurrency, run_trials
+    from training.corpus.resolve import resolve_corpus
+
+    # Trials that finished but whose driver died before recording them: record only.
+    for trial in plan.pending:
+        if plan.actions[trial.name] == "record (finished)":
+            recorder.finished(trial.name)
+    to_run = [t for t in plan.pending if plan.actions[t.name] != "record (finished)"]
+    if to_run:
+        template = plan.sweep.trial
+        corpus_root = resolve_corpus(template.corpus, template.features, progress=True)
+        connect()
+        import ray
+
+        from cluster.trial_runner import check_launchable
+
+        cluster = dict(ray.cluster_resources())
+        for trial in to_run:
+            check_launchable(trial, cluster_cpus=cluster["CPU"])
+        concurrency = max_concurrency(to_run, cluster, plan.sweep.max_concurrent_trials)
+        run_trials(
+            to_run,
+            paths=plan.paths,
+            corpus_root=corpus_root,
+            recorder=recorder,
+            concurrency=concurrency,
+            max_failures=max_failures,
+        )
+    missing = _count(plan.paths, names=list(recorder.trials))["missing"]
     if missing:
         print(
-            f"interrupted: {missing} of {total} trials unfinished; run the same command again "
-            "to resume them",
+            f"interrupted: {missing} of {len(plan.trials)} trials unfinished; run the same "
+            "command again to resume them",
             file=sys.stderr,
             flush=True,
         )

@@ -282,9 +282,14 @@ class EvalConfig:
 
     speaker_judge: Literal["resemblyzer", "speechbrain-ecapa"] = "resemblyzer"
     speaker_judge_source: str | None = None
-    """Hub id or local directory for speechbrain-ecapa."""
+    """Hub id or local directory for speechbrain-ecapa (default: the hub's
+    speechbrain/spkrec-ecapa-voxceleb at a pinned revision)."""
+    speaker_judge_revision: str | None = None
+    """The hub commit to load `speaker_judge_source` at; required for a hub id."""
     asr_judge: Literal["pocketsphinx-jsgf", "whisper", "speechbrain"] = "pocketsphinx-jsgf"
     asr_judge_source: str | None = None
+    asr_judge_revision: str | None = None
+    """The hub commit to load a speechbrain `asr_judge_source` at; required for a hub id."""
     sentences_per_speaker: Positive = 6
     """Held-out sentences synthesised per held-out voice (default corpus: 8 voices → 48)."""
     prompt_seconds: PositiveFloat = 3.0

@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +176,8 @@ class TrainerState:
     """The last finite training loss (a diverged step does not overwrite it)."""
     divergence: str | None = None
     """Why training stopped as diverged, e.g. "non-finite train_loss (inf) at step 2"."""
+    resumed_from: list[int] = field(default_factory=list)
+    """The step of each checkpoint this trial was restarted from (after a lost worker/node)."""
 
     def save(self, directory: Path) -> None:
         (directory / STATE_FILE).write_text(json.dumps(vars(self)))
@@ -303,7 +305,9 @@ def _restore(engine) -> TrainerState:
     with checkpoint.as_directory() as directory:
         verify_manifests(Path(directory))  # before DeepSpeed unpickles anything in it
         engine.load_checkpoint(directory, tag="engine")
-        return TrainerState.load(Path(directory))
+        state = TrainerState.load(Path(directory))
+    state.resumed_from.append(state.step)
+    return state
 
 
 def _run_steps(
@@ -482,6 +486,7 @@ def _finish(
         "val_loss": None if diverged else state.last_val_loss,
         "best_val_loss": state.best_val_loss,
         "train_loss": state.last_train_loss,
+        "resumed_from": state.resumed_from,
         "divergence": {
             "step": state.step,
             "last_finite_train_loss": state.last_train_loss,

@@ -41,7 +41,7 @@ def sweep_command(runs: Path, *extra: str) -> list[str]:
 
 def sweep_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    env.update(RAY_AUTH_MODE="disabled", MLFLOW_DISABLE_TELEMETRY="true", **extra)
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", **extra)  # Ray's token auth stays on
     return env
 
 
@@ -192,7 +192,7 @@ def test_rerun_of_a_finished_sweep_changes_nothing(smoke_sweep: dict) -> None:
 
 
 def test_promote_sets_champion_that_synthesises(smoke_sweep: dict, tmp_path: Path) -> None:
-    from scaling.promote import MODEL_NAME, load_champion, promote
+    from scaling.promote import MODEL_NAME, PromotionError, load_champion, promote
     from training.config import CorpusRef, FeatureConfig
     from training.corpus.audio import read_audio
     from training.corpus.manifest import Corpus
@@ -217,3 +217,11 @@ def test_promote_sets_champion_that_synthesises(smoke_sweep: dict, tmp_path: Pat
     audio, rate = read_audio(corpus.audio_path(reference))
     wave = synthesizer.synthesize("the small dog can run", audio, rate)
     assert np.isfinite(wave).all() and len(wave) > 1000 and np.abs(wave).max() > 1e-3
+
+    # The registered artifact swapped behind the registry's back: refused, not loaded.
+    for weights in (smoke_sweep["runs"] / "mlartifacts").rglob("checkpoint/model.safetensors"):
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 1
+        weights.write_bytes(bytes(data))
+    with pytest.raises(PromotionError, match="refusing to load it"):
+        load_champion(uri, tmp_path / "tampered")
