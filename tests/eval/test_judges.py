@@ -154,3 +154,11 @@ def test_a_checkpoint_that_does_not_fit_is_refused(tmp_path):
 def test_missing_speechbrain_weights_name_the_backend_and_the_local_path_option(tmp_path):
     with pytest.raises(JudgeUnavailable, match=r"speechbrain-ecapa: .*local directory"):
         SpeechbrainEcapaEmbedder(str(tmp_path / "absent"), tmp_path / "savedir")
+
+
+def test_judges_from_a_model_hub_must_be_pinned_to_a_revision():
+    """A hub id without a revision would judge with whatever the hub serves that day."""
+    with pytest.raises(JudgeUnavailable, match=r"eval\.speaker_judge_revision"):
+        SpeechbrainEcapaEmbedder("speechbrain/spkrec-ecapa-voxceleb", "unused-savedir")
+    with pytest.raises(JudgeUnavailable, match=r"eval\.asr_judge_revision"):
+        make_transcriber("speechbrain", source="speechbrain/asr-crdnn-rnnlm-librispeech")
