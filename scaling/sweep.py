@@ -176,18 +176,23 @@ def _run(plan: SweepPlan, runs_dir: Path, max_failures: int, grace_s: float) -> 
     recorder.reconcile()
     # We hold the runs directory's lock: a run of this sweep still RUNNING lost its driver.
     queue.submit("closing runs left open", lambda t: _report_closed(t.close_stale_runs()))
-    status = 0
-    if plan.pending:
-        status = _run_pending(plan, recorder, max_failures)
-    else:
-        print("every trial is already recorded: nothing to train", flush=True)
-    counts = _count(plan.paths, names=list(trials))
-    parent_status = (
-        "KILLED" if counts["missing"] else ("FAILED" if counts["failed"] else "FINISHED")
-    )
-    summary = {f"trials_{k}": v for k, v in counts.items()}
-    queue.submit("closing the sweep's run", lambda t: t.close_parent(parent_status, summary))
-    backlog = queue.drain(grace_s)
+    status, crashed = 0, True
+    try:
+        if plan.pending:
+            status = _run_pending(plan, recorder, max_failures)
+        else:
+            print("every trial is already recorded: nothing to train", flush=True)
+        crashed = False
+    finally:  # even when the driver itself fails: what MLflow is owed is sent, if it can be
+        counts = _count(plan.paths, names=list(trials))
+        parent_status = (
+            "KILLED"
+            if counts["missing"] or crashed
+            else ("FAILED" if counts["failed"] else "FINISHED")
+        )
+        summary = {f"trials_{k}": v for k, v in counts.items()}
+        queue.submit("closing the sweep's run", lambda t: t.close_parent(parent_status, summary))
+        backlog = queue.drain(10.0 if crashed else grace_s)
     if backlog is not None:
         print(f"voicescale: error: {backlog.message(uri)}", file=sys.stderr, flush=True)
         return status or EXIT_TRACKING_DOWN
