@@ -19,6 +19,7 @@ from training.config import (
     DataConfig,
     DeepSpeedConfig,
     EvalConfig,
+    OptimConfig,
     ResourcesConfig,
     TrainingConfig,
     TrialConfig,
@@ -41,17 +42,24 @@ def ray_local():
     ray.shutdown()
 
 
-def smoke_trial(corpus: Path, *, inject_failure_at_step: int | None = None) -> TrialConfig:
+def smoke_trial(
+    corpus: Path,
+    *,
+    inject_failure_at_step: int | None = None,
+    lr: float = 1e-3,
+    checkpoint_every: int = 5,
+) -> TrialConfig:
     """The smallest model, 2 workers × ZeRO-2, 20 steps, a checkpoint every 5."""
     return TrialConfig(
         model=MODEL_LADDER["xs"],
         data=DataConfig(
             corpus=CorpusRef(synthetic=None, path=str(corpus)), budget=DataBudget(utterances=64)
         ),
+        optim=OptimConfig(lr=lr),
         training=TrainingConfig(
             steps=20,
             eval_every=10,
-            checkpoint_every=5,
+            checkpoint_every=checkpoint_every,
             batch_size=8,
             inject_failure_at_step=inject_failure_at_step,
         ),
@@ -128,3 +136,19 @@ def test_export_is_judged_in_the_trial_and_a_failed_judgement_is_redone_without_
     # Re-reported from the export: the same training, not a second one.
     assert second.metrics["train_seconds"] == first.metrics["train_seconds"]
     assert second.metrics["parameter_digests"] == first.metrics["parameter_digests"]
+
+
+def test_diverging_after_a_checkpoint_ends_diverged_with_its_reason(
+    ray_local, smoke_corpus, tmp_path
+):
+    """Ray Train V2 returns the metrics of the last report with a checkpoint: a divergence
+    after the first checkpoint must still come back as `diverged`, not as that checkpoint's
+    `running` (or as `failed`)."""
+    trial = smoke_trial(smoke_corpus, lr=1e6, checkpoint_every=1)
+    outcome = run_trial(trial, smoke_corpus, tmp_path, max_failures=0)
+    assert outcome.status == "diverged", (outcome.error, outcome.metrics.get("status"))
+    divergence = outcome.metrics["divergence"]
+    assert divergence["step"] > 1 and "non-finite" in divergence["reason"]
+    assert math.isfinite(divergence["last_finite_train_loss"])
+    assert (tmp_path / trial.name / "step0000001").is_dir(), "it had checkpointed before"
+    assert outcome.export_dir is None, "non-finite weights are not exported"
