@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster.tracking import RECORDED_TAG, SweepTracker
+from cluster.tracking import RECORDED_TAG, SweepTracker, record_key
 from cluster.tracking_queue import TrackingQueue
 from scaling.results import FINAL_STATUSES, SweepPaths, load_results, record_result, result_row
 from training.config import TrialConfig, config_hash, from_dict, to_dict
@@ -216,7 +216,7 @@ class SweepRecorder:
             artifacts=_artifacts(outcome),
             tags=_final_tags(row),
             status=_run_status(row),
-            timestamp_ms=int(1000 * (row.get("finished_at") or time.time())),
+            record=_record(row),
         )
         if row.get("mlflow_run_id") == run_id:
             return
@@ -230,10 +230,14 @@ def _run_status(row: dict[str, Any]) -> str:
     return "FINISHED" if row["status"] in FINAL_STATUSES else "FAILED"
 
 
+def _record(row: dict[str, Any]) -> str:
+    return record_key(row["status"], row.get("finished_at"))
+
+
 def _tracked(run: Any, row: dict[str, Any]) -> bool:
     return (
         run is not None
-        and run.data.tags.get(RECORDED_TAG) == "true"
+        and run.data.tags.get(RECORDED_TAG) == _record(row)
         and run.info.status == _run_status(row)
         and row.get("mlflow_run_id") == run.info.run_id
     )

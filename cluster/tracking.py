@@ -96,6 +96,16 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def record_key(status: str, finished_at: float | None) -> str:
+    """What identifies one result of a trial in its run's `voicescale.recorded` tag."""
+    return f"{status}@{finished_at if finished_at is not None else 0.0!r}"
+
+
+def _record_time_ms(record: str) -> int:
+    seconds = float(record.rsplit("@", 1)[1])
+    return int(1000 * seconds) if seconds > 0 else int(time.time() * 1000)
+
+
 def _artifact_root(uri: str, runs_dir: Path) -> str | None:
     """Local stores keep artifacts beside the database (MLflow's default is ./mlruns in the
     current directory); a server decides for itself."""
@@ -284,16 +294,20 @@ class SweepTracker:
         artifacts: dict[str, Path],
         tags: dict[str, str],
         status: str,
-        timestamp_ms: int,
+        record: str,
     ) -> str:
         """The trial's final metrics, artifacts (artifact path → local dir or file), tags and
-        status, exactly once: a run already tagged recorded is left as it is (at most its
-        status is set again). `timestamp_ms` is fixed per trial, so a repeat of an
-        interrupted recording adds no second copy of a metric. Returns the run id."""
+        status, exactly once per `record` (what identifies this result, e.g. "done@<time>"):
+        a run already tagged with it is left as it is (at most its status is set again), so
+        a repeat of an interrupted recording adds nothing twice; a retried trial's new
+        result is a new record. Returns the run id."""
         run_id = self.run_ids.get(trial_name) or self.child_run(trial_name, params, reopen=False)
         self.stop_system_metrics(run_id)
         run = self.client.get_run(run_id)
-        if run.data.tags.get(RECORDED_TAG) != "true":
+        if run.data.tags.get(RECORDED_TAG) != record:
+            # Metric timestamps from the record: a repeat hits the same (key, time, step,
+            # value) rows, which MLflow stores once.
+            timestamp_ms = _record_time_ms(record)
             self._log_metrics(
                 run_id, final, step=int(final.get("steps") or 0), timestamp_ms=timestamp_ms
             )
@@ -302,7 +316,7 @@ class SweepTracker:
                     self.client.log_artifacts(run_id, str(local), artifact_path)
                 elif local.is_file():
                     self.client.log_artifact(run_id, str(local), artifact_path)
-            for key, value in {**tags, RECORDED_TAG: "true"}.items():
+            for key, value in {**tags, RECORDED_TAG: record}.items():
                 self.client.set_tag(run_id, key, value)
         if run.info.status != status:
             self.client.set_terminated(run_id, status=status)

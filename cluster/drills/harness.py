@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cluster.tracking import RECORDED_TAG, record_key
+
 __all__ = [
     "Check",
     "DrillResult",
@@ -285,13 +287,15 @@ def books_check(result: DrillResult, runs: Path, sweep: str, uri: str, trials: i
     )
     running = [r.info.run_name for r in every if r.info.status == "RUNNING"]
     result.check("no MLflow run left RUNNING", not running, running)
-    unrecorded = [
-        r.info.run_name
-        for r in every
-        if _role(r) == "trial" and r.data.tags.get("voicescale.recorded") != "true"
-    ]
-    result.check("every child run holds its final record", not unrecorded, unrecorded)
     table = rows(runs, sweep)
+
+    def recorded(run: Any) -> bool:
+        row = table.get(run.data.tags.get("voicescale.trial"), {})
+        expected = record_key(row.get("status", "?"), row.get("finished_at"))
+        return run.data.tags.get(RECORDED_TAG) == expected
+
+    unrecorded = [r.info.run_name for r in every if _role(r) == "trial" and not recorded(r)]
+    result.check("every child run holds its row's final record", not unrecorded, unrecorded)
     ids = {r.info.run_id for r in every}
     dangling = [n for n, row in table.items() if row.get("mlflow_run_id") not in ids]
     result.check("every row names its MLflow run", not dangling, dangling)

@@ -104,7 +104,7 @@ def kills(work: Path) -> DrillResult:
         result.check("found the trial's RayTrainWorker process", len(workers) == 1, workers)
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
-        _second_sweep_is_refused(result, runs, name, sweep.pid)
+        refused_after = _second_sweep_is_refused(result, runs, name, sweep.pid)
         later = int(_checkpoints(runs, name)[-1][4:]) + KILL_CHECKPOINT_EVERY
         wait_for(_has_checkpoint(runs, name, later), 300, f"checkpoint {later} after the restart")
         result.rows_before = count_rows(runs, name)
@@ -130,13 +130,14 @@ def kills(work: Path) -> DrillResult:
     _nothing_lost(result, before, after)
     books_check(result, runs, name, sqlite_uri(runs), trials=2)
     result.outcome = (
-        f"resumed twice, val_loss {value} (clean {reference}); rerun exit {code} beside "
-        f"{len(leftovers)} processes the dead driver left"
+        f"2nd sweep refused in {refused_after:.1f} s; resumed twice (from {resumed}), "
+        f"val_loss {value} = clean {reference}; rerun exit {code} beside {len(leftovers)} "
+        "processes the dead driver left"
     )
     return result
 
 
-def _second_sweep_is_refused(result: DrillResult, runs: Path, name: str, holder: int) -> None:
+def _second_sweep_is_refused(result: DrillResult, runs: Path, name: str, holder: int) -> float:
     started = time.monotonic()
     code, log = run_sweep(runs, _sweep(name, baseline=True), timeout_s=120, log_name="second")
     seconds = time.monotonic() - started
@@ -145,6 +146,7 @@ def _second_sweep_is_refused(result: DrillResult, runs: Path, name: str, holder:
         code != 0 and seconds < 10 and f"pid {holder}" in log,
         f"exit {code} after {seconds:.1f} s: {log[-600:]}",
     )
+    return seconds
 
 
 def _nothing_lost(result: DrillResult, before: dict[str, Any], after: dict[str, Any]) -> None:

@@ -123,7 +123,7 @@ def test_a_trial_is_recorded_in_mlflow_once_however_often_it_is_recorded(store) 
 
     client = second.queue.tracker.client
     run = client.get_run(run_id)
-    assert run.info.status == "FINISHED" and run.data.tags[RECORDED_TAG] == "true"
+    assert run.info.status == "FINISHED" and run.data.tags[RECORDED_TAG] == "done@1700000000.0"
     assert [m.value for m in client.get_metric_history(run_id, "val_loss")] == [0.8]
     children = [
         r
@@ -164,3 +164,23 @@ def test_runs_a_dead_driver_left_running_are_closed_with_the_reason(store) -> No
         assert run.info.status == "KILLED"
         assert "elsewhere:4242" in run.data.tags[CLOSED_TAG]
     assert alive.close_stale_runs() == []
+
+
+def test_a_retried_trial_gets_its_new_result_recorded(store) -> None:
+    """A failed attempt is recorded; the retry's result is a new record, not a repeat."""
+    trial, paths, uri = store
+    outcome_path = paths.outcome(trial.name)
+    done = json.loads(outcome_path.read_text())
+    outcome_path.write_text(json.dumps({"trial": trial.name, "status": "failed", "error": "x"}))
+    first = recorder_for(trial, paths, uri)
+    first.finished(trial.name, error="worker died")
+    assert first.queue.drain(30) is None
+    outcome_path.write_text(json.dumps(done))
+    retry = recorder_for(trial, paths, uri)
+    retry.started(trial.name)
+    retry.finished(trial.name)
+    assert retry.queue.drain(30) is None
+    row = load_results(paths.results)[trial.name]
+    run = retry.queue.tracker.client.get_run(row["mlflow_run_id"])
+    assert row["status"] == "done" and run.info.status == "FINISHED"
+    assert run.data.metrics["val_loss"] == 0.8 and run.data.tags["status"] == "done"
