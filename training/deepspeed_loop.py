@@ -14,7 +14,6 @@ trial with status `diverged` (no exception, so Ray does not retry it).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -30,9 +29,10 @@ import torch
 import torch.distributed as dist
 
 from training.checkpoint_digest import verify_manifests, write_manifest
-from training.config import TrialConfig, to_dict
+from training.config import TrialConfig
 from training.data import Batch, TrialData, batch_indices
 from training.model import VoiceCloner, count_parameters, sequence_mask, train_flops_per_step
+from training.weights import export_model, parameter_digests, sync_buffers
 
 __all__ = [
     "TrainerState",
@@ -43,8 +43,6 @@ __all__ = [
     "train_loop",
 ]
 
-EXPORT_WEIGHTS = "model.safetensors"
-EXPORT_CONFIG = "model_config.json"
 STATE_FILE = "trainer_state.json"
 FINAL_METRICS = "final_metrics.json"
 _DURATION_WEIGHT = 0.1
@@ -475,7 +473,7 @@ def _finish(
     counts = count_parameters(engine.module)
     if not diverged:
         sync_buffers(engine.module, world)
-    digests = _parameter_digests(engine.module, world)
+    digests = parameter_digests(engine.module, world)
     metrics = {
         "step": state.step,
         "status": "diverged" if diverged else "done",
@@ -518,48 +516,3 @@ def _finish(
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         name = "diverged" if diverged else "export"
         ray.train.report(metrics, checkpoint=checkpoint, checkpoint_dir_name=name)
-
-
-def sync_buffers(module: torch.nn.Module, world: int) -> None:
-    """Average floating-point buffers (BatchNorm running statistics in the speaker encoder)
-    across ranks. DeepSpeed keeps gradients in sync but not buffers, which each rank updates
-    from its own micro-batches; without this the replicas drift apart."""
-    if world == 1:
-        return
-    for buffer in module.buffers():
-        if buffer.is_floating_point():
-            dist.all_reduce(buffer)
-            buffer /= world
-
-
-def _parameter_digests(module: torch.nn.Module, world: int) -> list[str]:
-    """sha256 of this rank's weights (parameters and buffers), gathered from every rank."""
-    h = hashlib.sha256()
-    for name, p in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(p.detach().float().cpu().numpy().tobytes())
-    digest = h.hexdigest()[:16]
-    if world == 1:
-        return [digest]
-    gathered: list[str] = [""] * world
-    dist.all_gather_object(gathered, digest)
-    return gathered
-
-
-def export_model(model: VoiceCloner, trial: TrialConfig, data: TrialData, out: Path) -> None:
-    """Weights as safetensors + everything needed to rebuild and run them, as JSON."""
-    from safetensors.torch import save_file
-
-    weights = {k: v.detach().float().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(out / EXPORT_WEIGHTS))
-    (out / EXPORT_CONFIG).write_text(
-        json.dumps(
-            {
-                "kind": "neural",
-                "trial": to_dict(trial),
-                "vocabulary": list(data.vocab.symbols),
-                "n_mels": data.n_mels,
-            },
-            indent=2,
-        )
-    )

@@ -20,8 +20,9 @@ from training.config import (
     TrialConfig,
 )
 from training.data import TrialData, batch_indices
-from training.deepspeed_loop import batch_loss, export_model, lr_lambda
+from training.deepspeed_loop import batch_loss, lr_lambda
 from training.model import VoiceCloner
+from training.weights import export_model
 
 
 def train_and_export(corpus: Path, out: Path, steps: int, size: str = "s") -> Path:

@@ -53,8 +53,12 @@ def untrained(untrained_export) -> Synthesizer:
     return Synthesizer.load(untrained_export)
 
 
-def with_prediction(synthesizer: Synthesizer, predict) -> Synthesizer:
-    return Synthesizer(synthesizer.trial, synthesizer.vocab, predict, synthesizer.vocoder)
+def evaluate_with(predict, untrained: Synthesizer, export, corpus, judges, out) -> dict:
+    """Evaluate the untrained export with its predictions replaced by `predict`."""
+    synthesizer = Synthesizer(untrained.trial, untrained.vocab, predict, untrained.vocoder)
+    return evaluate_checkpoint(
+        export, corpus, out, cfg=EVAL_CFG, judges=judges, synthesizer=synthesizer
+    )
 
 
 @pytest.mark.parametrize(("case", "output", "reason"), DEGENERATE, ids=[d[0] for d in DEGENERATE])
@@ -64,14 +68,7 @@ def test_degenerate_mel_is_a_counted_failure(
     def predict(ids, ref, durations=None):
         return output() if durations is None else untrained.predict_mel(ids, ref, durations)
 
-    metrics = evaluate_checkpoint(
-        untrained_export,
-        smoke_corpus,
-        tmp_path,
-        cfg=EVAL_CFG,
-        judges=judges,
-        synthesizer=with_prediction(untrained, predict),
-    )
+    metrics = evaluate_with(predict, untrained, untrained_export, smoke_corpus, judges, tmp_path)
     assert metrics["failed_utterances"] == metrics["utterances"] > 0
     assert metrics["wer"] == 1.0 and metrics["sim"] == 0.0
     rows = [json.loads(line) for line in (tmp_path / "per_utterance.jsonl").open()]
@@ -82,14 +79,7 @@ def test_degenerate_mel_is_a_counted_failure(
 def test_a_model_that_raises_is_a_counted_failure(
     untrained, untrained_export, smoke_corpus, judges, tmp_path
 ):
-    metrics = evaluate_checkpoint(
-        untrained_export,
-        smoke_corpus,
-        tmp_path,
-        cfg=EVAL_CFG,
-        judges=judges,
-        synthesizer=with_prediction(untrained, raises),
-    )
+    metrics = evaluate_with(raises, untrained, untrained_export, smoke_corpus, judges, tmp_path)
     assert metrics["failed_utterances"] == metrics["utterances"]
     assert metrics["val_loss"] == math.inf, "a model that cannot reconstruct has infinite loss"
     assert metrics["failure_reasons"] == {"synthesis error": metrics["utterances"]}

@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from training.config import MODEL_LADDER, CorpusRef, DataBudget, DataConfig, TrialConfig, replace
 from training.corpus.manifest import Corpus
 from training.data import TrialData
-from training.deepspeed_loop import batch_loss, export_model
+from training.deepspeed_loop import batch_loss
 from training.inference import Synthesizer
 from training.model import (
     VoiceCloner,
@@ -20,6 +20,7 @@ from training.model import (
     monotonic_alignment,
     train_flops_per_step,
 )
+from training.weights import export_model
 
 CPU_LADDER = ("xs", "s", "m", "l")
 
