@@ -395,6 +395,8 @@ def tamper(work: Path) -> DrillResult:
         data = bytearray(target.read_bytes())
         data[len(data) // 2] ^= 0xFF
         target.write_bytes(bytes(data))
+    result.rows_before = count_rows(runs, name)
+    result.runs_before = count_runs(sqlite_uri(runs), name)
     code, _log = run_sweep(runs, overrides, extra=["--max-failures", "0"], log_name="rerun")
     row = rows(runs, name).get(TRIAL, {})
     result.check("tampered files exist", bool(targets), targets)
@@ -407,7 +409,12 @@ def tamper(work: Path) -> DrillResult:
         f"exit {code}: {str(row.get('error'))[-800:]}",
     )
     result.rows_after = count_rows(runs, name)
-    result.outcome = f"trial failed: {str(row.get('error')).splitlines()[-1][:120] if row else '-'}"
+    result.runs_after = count_runs(sqlite_uri(runs), name)
+    named = [t.relative_to(runs / name / "trials").as_posix() for t in targets]
+    refused = [n for n in named if n in str(row.get("error"))]
+    result.outcome = (
+        f"resume refused ({', '.join(refused) or 'no file named'}): trial failed, exit {code}"
+    )
     return result
 
 
