@@ -19,7 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from eval.errors import JudgeUnavailable, pinned_hub_fetch
+from eval.errors import JudgeUnavailable
+from eval.hub import pinned_hub_fetch
 from training.corpus.audio import resample
 
 __all__ = ["JudgeUnavailable", "PocketsphinxJsgf", "Transcriber", "make_transcriber"]

@@ -22,7 +22,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from eval.errors import JudgeUnavailable, pinned_hub_fetch
+from eval.errors import JudgeUnavailable
+from eval.hub import pinned_hub_fetch
 from training.corpus.audio import resample
 
 __all__ = [
