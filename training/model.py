@@ -38,7 +38,8 @@ __all__ = [
 
 PAD, UNK = 0, 1
 MAX_FRAMES_PER_TOKEN = 200
-"""Cap on a predicted duration (3.2 s at 16 kHz / hop 256; eSpeak's longest is ~40 frames)."""
+"""Cap on a predicted duration (3.2 s at 16 kHz / hop 256; the default corpus's longest eSpeak
+phoneme is under 50 frames)."""
 
 
 def sequence_mask(lengths: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
