@@ -21,8 +21,13 @@ import numpy as np
 
 from scaling.fit import PowerLawFit, fit_power_law, minimise_from_starts, start_grid
 
-DATA = Path(os.environ.get("VOICESCALE_SHARED", "/work/shared")) / "reference"
-CSV = DATA / "chinchilla_fig4_epoch2024.csv"
+CSV = (
+    Path(__file__).resolve().parents[1]
+    / "tests"
+    / "scaling"
+    / "data"
+    / "chinchilla_fig4_epoch2024.csv"
+)
 PUBLISHED = {  # Besiroglu et al. 2024, table 1 and the bootstrap intervals
     "E": (1.8169, (1.769, 1.871)),
     "A": (482.0, (None, None)),

@@ -24,8 +24,8 @@ from scaling.fit import (
 from scaling.fit_cli import add_fit_parser
 from training.config import ConfigError
 
-EPOCH_CSV = Path("/work/shared/reference/chinchilla_fig4_epoch2024.csv")
-needs_epoch = pytest.mark.skipif(not EPOCH_CSV.exists(), reason="Epoch reference CSV missing")
+EPOCH_CSV = Path(__file__).parent / "data" / "chinchilla_fig4_epoch2024.csv"
+"""Epoch AI's digitised Chinchilla runs, kept in the repository (see data/README.md)."""
 
 
 def epoch_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -62,7 +62,6 @@ def noisy(values, noise, seed):
 # Epoch AI's refit of Chinchilla
 
 
-@needs_epoch
 def test_epoch_refit_lands_on_the_published_values(epoch_fit):
     p = epoch_fit.params
     assert epoch_fit.ok and epoch_fit.n_points == 240
@@ -74,7 +73,6 @@ def test_epoch_refit_lands_on_the_published_values(epoch_fit):
     assert abs(p["E"] - 1.69) > 0.1 and abs(p["beta"] - 0.28) > 0.05
 
 
-@needs_epoch
 def test_epoch_optimum_is_the_grid_minimum_scipy_would_find(epoch_fit):
     """scipy's L-BFGS-B from a spread of grid starts finds nothing better than the fit."""
     n, d, loss = epoch_data()
@@ -84,7 +82,6 @@ def test_epoch_optimum_is_the_grid_minimum_scipy_would_find(epoch_fit):
     assert objectives.min() >= epoch_fit.objective * (1 - 1e-9)
 
 
-@needs_epoch
 def test_epoch_refit_with_1000_bootstraps_matches_the_published_intervals(epoch_fit):
     fit = epoch_fit
     assert len(fit.boot_theta) == 1000
@@ -95,7 +92,6 @@ def test_epoch_refit_with_1000_bootstraps_matches_the_published_intervals(epoch_
 
 
 @pytest.mark.slow
-@needs_epoch
 def test_bootstrap_shortcut_reaches_the_full_grid_optimum(epoch_fit):
     """Bootstrap replicates start from the full-data optimum (and rival optima) instead of the
     4,500-start grid; on resamples of the reference data both reach the same optimum."""
@@ -501,7 +497,6 @@ def test_cli_derives_d_from_flops_for_the_joint_law(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@needs_epoch
 def test_cli_reproduces_the_epoch_refit_from_the_csv(capsys):
     argv = ["--csv", str(EPOCH_CSV), "--n", "Model Size", "--flops", "Training FLOP"]
     argv += ["--d-from-flops", "--loss", "loss", "--drop-highest", "5", "--bootstrap", "5"]
