@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.tracking import RECORDED_TAG, record_key
+from scaling.results import load_results
 
 __all__ = [
     "Check",
@@ -231,15 +232,7 @@ def run_sweep(
 
 
 def rows(runs: Path, sweep: str) -> dict[str, dict[str, Any]]:
-    path = runs / sweep / "results.jsonl"
-    if not path.exists():
-        return {}
-    out = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            out[row["trial"]] = row
-    return out
+    return load_results(runs / sweep / "results.jsonl")
 
 
 def count_rows(runs: Path, sweep: str) -> int:

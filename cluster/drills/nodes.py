@@ -16,6 +16,7 @@ from cluster.drills.harness import (
     books_check,
     count_rows,
     count_runs,
+    rows,
     sqlite_uri,
     wait_for,
 )
@@ -97,15 +98,14 @@ def node_loss(work: Path, reference: float, overrides: list[str]) -> DrillResult
     finally:
         cluster.shutdown()
     result.check("the sweep completes (exit 0)", code == 0, log[-3000:])
-    from cluster.drills.harness import rows
-
-    value = rows(runs, name).get(TRIAL, {}).get("val_loss")
+    row = rows(runs, name).get(TRIAL, {})
+    value = row.get("val_loss")
     result.check(
         "val_loss after losing the node == uninterrupted run",
         value == reference,
         f"{value!r} vs {reference!r}",
     )
-    resumed = rows(runs, name).get(TRIAL, {}).get("resumed_from")
+    resumed = row.get("resumed_from")
     result.check("the trial restarted from a checkpoint, not from scratch", resumed, resumed)
     books_check(result, runs, name, sqlite_uri(runs), trials=1)
     result.outcome = f"resumed on the other node, val_loss {value} (clean {reference})"

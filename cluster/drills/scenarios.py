@@ -23,6 +23,7 @@ from cluster.drills.harness import (
     count_rows,
     count_runs,
     descendants_named,
+    mlflow_runs,
     mlflow_server,
     rows,
     run_sweep,
@@ -30,6 +31,7 @@ from cluster.drills.harness import (
     sqlite_uri,
     wait_for,
 )
+from cluster.tracking import CLOSED_TAG
 
 __all__ = ["DRILLS", "KILL_TRIAL", "diverge", "kills", "node_loss", "outage", "tamper", "torn"]
 
@@ -116,8 +118,17 @@ def kills(work: Path) -> DrillResult:
     finally:
         sweep.end()
     result.check("the rerun exits 0", code == 0, log[-3000:])
-    result.check("the rerun takes over the dead driver's lock", "stale lock" in log, log[-2000:])
-    result.check("the rerun closes the runs it left RUNNING", "closed " in log, log[-2000:])
+    result.check(
+        "the rerun takes over the dead driver's lock",
+        "taking over the stale lock" in log,
+        log[-2000:],
+    )
+    closed = [
+        r.info.run_name
+        for r in mlflow_runs(sqlite_uri(runs), name)
+        if "died; closed by" in r.data.tags.get(CLOSED_TAG, "")
+    ]
+    result.check("the rerun closed the runs the dead driver left RUNNING", closed, closed)
     after = rows(runs, name)
     value = after.get(TRIAL, {}).get("val_loss")
     result.check(
@@ -356,8 +367,6 @@ def outage(work: Path) -> DrillResult:
 
 def _artifacts_on_server(result: DrillResult, uri: str, name: str) -> None:
     from mlflow import MlflowClient
-
-    from cluster.drills.harness import mlflow_runs
 
     client = MlflowClient(tracking_uri=uri)
     missing = []

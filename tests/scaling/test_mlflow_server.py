@@ -4,11 +4,11 @@ tests/cluster/test_drills.py.)"""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from cluster.drills.harness import free_port
 from tests.scaling.test_sweep import REPO, SMOKE, sweep_env
 
 CLI = [sys.executable, "-m", "scaling.cli"]
@@ -22,12 +22,6 @@ ONE_TRIAL = [
     "--set",
     "grid.baseline=false",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sweep(runs: Path, uri: str, *extra: str) -> subprocess.CompletedProcess:
