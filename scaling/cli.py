@@ -6,84 +6,62 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
-def _corpus_build(args: argparse.Namespace) -> int:
-    from training.config import SyntheticCorpusConfig, load_config
-    from training.corpus.card import format_card
-    from training.corpus.manifest import Corpus
-    from training.corpus.synthetic import build_synthetic_corpus, load_synthetic_preset
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: each subcommand's parser comes from its own function."""
+    from scaling.cli_corpus import add_corpus_parser
+    from scaling.fit_cli import add_fit_parser
+    from scaling.report import add_report_parser
 
-    cfg = (
-        load_config(SyntheticCorpusConfig, args.config)
-        if args.config
-        else load_synthetic_preset(args.preset)
+    parser = argparse.ArgumentParser(prog="voicescale", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_corpus_parser(commands)
+    add_train_parser(commands)
+    add_judges_parser(commands)
+    add_sweep_parser(commands)
+    add_promote_parser(commands)
+    add_report_parser(commands)
+    add_fit_parser(commands)
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that launch trials."""
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set training.steps=50 (repeatable)",
     )
-    report = build_synthetic_corpus(cfg, args.out, workers=args.workers, progress=not args.quiet)
-    if report.cache_hit:
-        print(f"cache hit: {report.root} already holds this corpus (nothing rebuilt)")
-    else:
-        print(
-            f"built {report.utterances} utterances in {report.seconds:.1f} s "
-            f"({report.utterances_per_second:.0f} utt/s) into {report.root}"
-        )
-    if not args.no_features:
-        _build_features(report.root, args)
-    print(format_card(Corpus.open(report.root, check_files=False).card(), report.root))
-    return 0
-
-
-def _corpus_prepare(args: argparse.Namespace) -> int:
-    from training.config import RealCorpusConfig, from_dict
-    from training.corpus.card import format_card
-    from training.corpus.manifest import Corpus
-    from training.corpus.real import prepare_corpus
-
-    cfg = from_dict(
-        RealCorpusConfig,
-        {
-            "layout": args.layout,
-            "source": str(args.source),
-            "name": args.name,
-            "seed": args.seed,
-            "heldout_fraction": args.heldout_fraction,
-            "workers": args.workers,
-        },
-        source="command line",
+    parser.add_argument(
+        "--max-failures",
+        type=int,
+        default=2,
+        help="restarts of a trial's workers after a failure (default: %(default)s)",
     )
-    report = prepare_corpus(cfg, args.out, progress=not args.quiet)
-    verb = "cache hit:" if report.cache_hit else "prepared"
-    print(
-        f"{verb} {report.utterances} utterances in {report.root} "
-        f"({report.skipped} inputs skipped, listed in skipped.jsonl)"
+
+
+# ---------------------------------------------------------------------------------------------
+# train
+
+
+def add_train_parser(commands: Any) -> None:
+    train = commands.add_parser("train", help="run one trial (Ray Train + DeepSpeed)")
+    train.add_argument("--config", type=Path, required=True, help="a trial YAML")
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/train"),
+        help="Ray storage for checkpoints and the export (default: %(default)s)",
     )
-    if not args.no_features:
-        _build_features(report.root, args)
-    print(format_card(Corpus.open(report.root, check_files=False).card(), report.root))
-    return 0
-
-
-def _build_features(root: Path, args: argparse.Namespace) -> None:
-    """Cache the default log-mels now, so the first trial starts without waiting for them."""
-    from training.config import FeatureConfig
-    from training.corpus.features import load_features
-    from training.corpus.manifest import Corpus
-
-    store = load_features(
-        Corpus.open(root), FeatureConfig(), workers=args.workers, progress=not args.quiet
-    )
-    print(f"features: {store.path}")
-
-
-def _corpus_card(args: argparse.Namespace) -> int:
-    from training.corpus.card import format_card
-    from training.corpus.manifest import Corpus
-
-    card = Corpus.open(args.corpus).card()
-    print(json.dumps(card, indent=2) if args.json else format_card(card, args.corpus))
-    return 0
+    _add_run_options(train)
+    train.add_argument("--dry-run", action="store_true", help="print the resolved config")
+    train.set_defaults(handler=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -118,6 +96,31 @@ def _train(args: argparse.Namespace) -> int:
         )
     )
     return 0 if outcome.status == "done" else 1
+
+
+# ---------------------------------------------------------------------------------------------
+# judges check
+
+
+def add_judges_parser(commands: Any) -> None:
+    judges = commands.add_parser("judges", help="validate the evaluation judges")
+    judges_cmds = judges.add_subparsers(dest="judges_command", required=True)
+    check = judges_cmds.add_parser("check", help="EER, identical SIM and WER sanity figures")
+    check.add_argument(
+        "--corpus",
+        type=Path,
+        default=None,
+        help="a prepared corpus (default: the synthetic --preset, built if needed)",
+    )
+    check.add_argument("--preset", default="default")
+    check.add_argument(
+        "--per-speaker",
+        type=int,
+        default=12,
+        help="held-out utterances per voice (default: %(default)s)",
+    )
+    check.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    check.set_defaults(handler=_judges_check)
 
 
 def _judges_check(args: argparse.Namespace) -> int:
@@ -157,126 +160,11 @@ def _judges_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    from scaling.sweep import run_sweep
-    from training.config import SweepConfig, load_config, with_overrides
-
-    sweep = load_config(SweepConfig, args.config)
-    if args.set:
-        sweep = with_overrides(sweep, args.set)
-    return run_sweep(
-        sweep,
-        runs_dir=args.runs_dir.resolve(),
-        dry_run=args.dry_run,
-        max_failures=args.max_failures,
-        promote=args.promote,
-        tracking_grace_s=args.tracking_grace_s,
-    )
+# ---------------------------------------------------------------------------------------------
+# sweep
 
 
-def _promote(args: argparse.Namespace) -> int:
-    from scaling.promote import promote
-
-    decision = promote(
-        args.sweep_dir.resolve(),
-        runs_dir=args.runs_dir.resolve() if args.runs_dir else None,
-        metric=args.metric,
-        max_wer=args.max_wer,
-        dry_run=args.dry_run,
-    )
-    return 0 if decision.promote or args.dry_run or "already" in decision.reason else 3
-
-
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Options shared by the commands that launch trials."""
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set training.steps=50 (repeatable)",
-    )
-    parser.add_argument(
-        "--max-failures",
-        type=int,
-        default=2,
-        help="restarts of a trial's workers after a failure (default: %(default)s)",
-    )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="voicescale", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    corpus = commands.add_parser("corpus", help="build, prepare or inspect corpora")
-    corpus_cmds = corpus.add_subparsers(dest="corpus_command", required=True)
-
-    build = corpus_cmds.add_parser("build", help="build the embedded synthetic corpus")
-    source = build.add_mutually_exclusive_group()
-    source.add_argument(
-        "--preset", default="default", help="preset name in configs/corpus/ (default: %(default)s)"
-    )
-    source.add_argument("--config", type=Path, help="a corpus YAML file instead of a preset")
-    build.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="output directory (default: data/corpora/synthetic-<name>-<key>)",
-    )
-    build.set_defaults(handler=_corpus_build)
-
-    prepare = corpus_cmds.add_parser("prepare", help="turn a real corpus into a prepared corpus")
-    prepare.add_argument(
-        "--layout", required=True, choices=["libritts", "librispeech", "vctk", "manifest"]
-    )
-    prepare.add_argument(
-        "--source",
-        type=Path,
-        required=True,
-        help="corpus directory, or the JSONL/CSV file for --layout manifest",
-    )
-    prepare.add_argument("--out", type=Path, required=True)
-    prepare.add_argument("--name", default="real")
-    prepare.add_argument("--seed", type=int, default=0)
-    prepare.add_argument("--heldout-fraction", type=float, default=0.1)
-    prepare.set_defaults(handler=_corpus_prepare)
-
-    for sub in (build, prepare):
-        sub.add_argument("--workers", type=int, default=2, help="processes (default: 2)")
-        sub.add_argument("--no-features", action="store_true", help="skip the log-mel cache")
-        sub.add_argument("--quiet", action="store_true", help="no progress bars")
-
-    train = commands.add_parser("train", help="run one trial (Ray Train + DeepSpeed)")
-    train.add_argument("--config", type=Path, required=True, help="a trial YAML")
-    train.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/train"),
-        help="Ray storage for checkpoints and the export (default: %(default)s)",
-    )
-    _add_run_options(train)
-    train.add_argument("--dry-run", action="store_true", help="print the resolved config")
-    train.set_defaults(handler=_train)
-
-    judges = commands.add_parser("judges", help="validate the evaluation judges")
-    judges_cmds = judges.add_subparsers(dest="judges_command", required=True)
-    check = judges_cmds.add_parser("check", help="EER, identical SIM and WER sanity figures")
-    check.add_argument(
-        "--corpus",
-        type=Path,
-        default=None,
-        help="a prepared corpus (default: the synthetic --preset, built if needed)",
-    )
-    check.add_argument("--preset", default="default")
-    check.add_argument(
-        "--per-speaker",
-        type=int,
-        default=12,
-        help="held-out utterances per voice (default: %(default)s)",
-    )
-    check.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    check.set_defaults(handler=_judges_check)
-
+def add_sweep_parser(commands: Any) -> None:
     sweep = commands.add_parser("sweep", help="run or resume a sweep (the grid on Ray Tune)")
     sweep.add_argument(
         "--config",
@@ -297,6 +185,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(handler=_sweep)
 
+
+def _sweep(args: argparse.Namespace) -> int:
+    from scaling.sweep import run_sweep
+    from training.config import SweepConfig, load_config, with_overrides
+
+    sweep = load_config(SweepConfig, args.config)
+    if args.set:
+        sweep = with_overrides(sweep, args.set)
+    return run_sweep(
+        sweep,
+        runs_dir=args.runs_dir.resolve(),
+        dry_run=args.dry_run,
+        max_failures=args.max_failures,
+        promote=args.promote,
+        tracking_grace_s=args.tracking_grace_s,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# promote
+
+
+def add_promote_parser(commands: Any) -> None:
     promote = commands.add_parser("promote", help="register the best checkpoint as champion")
     promote.add_argument("sweep_dir", type=Path, help="runs/<sweep>")
     promote.add_argument("--metric", default="sim", choices=["sim", "wer", "val_loss"])
@@ -307,17 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("--dry-run", action="store_true", help="decide, change nothing")
     promote.set_defaults(handler=_promote)
 
-    from scaling.fit_cli import add_fit_parser
-    from scaling.report import add_report_parser
 
-    add_report_parser(commands)
-    add_fit_parser(commands)
+def _promote(args: argparse.Namespace) -> int:
+    from scaling.promote import promote
 
-    card = corpus_cmds.add_parser("card", help="print a corpus card")
-    card.add_argument("corpus", type=Path)
-    card.add_argument("--json", action="store_true")
-    card.set_defaults(handler=_corpus_card)
-    return parser
+    decision = promote(
+        args.sweep_dir.resolve(),
+        runs_dir=args.runs_dir.resolve() if args.runs_dir else None,
+        metric=args.metric,
+        max_wer=args.max_wer,
+        dry_run=args.dry_run,
+    )
+    return 0 if decision.promote or args.dry_run or "already" in decision.reason else 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -325,8 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     from cluster.tracking import TrackingUnavailable
     from eval.errors import JudgeUnavailable
     from scaling.promote import PromotionError
-    from scaling.results import ResultsError
-    from scaling.runs_lock import SweepLocked
+    from store.results_file import ResultsError
+    from store.runs_lock import SweepLocked
     from training.config import ConfigError
     from training.corpus.manifest import CorpusError
 

@@ -11,6 +11,7 @@ from training.config import (
     MODEL_LADDER,
     ConfigError,
     DataBudget,
+    ModelConfig,
     RealCorpusConfig,
     SweepConfig,
     SyntheticCorpusConfig,
@@ -18,6 +19,7 @@ from training.config import (
     config_hash,
     from_dict,
     load_config,
+    replace,
     repo_configs_dir,
     with_overrides,
 )
@@ -174,3 +176,194 @@ def test_configs_are_frozen():
     trial = TrialConfig()
     with pytest.raises(AttributeError):
         trial.seed = 3  # type: ignore[misc]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rules across fields: each error names the file and the key
+
+
+# Results rows carry config_hash; a change here orphans every runs/ directory of these sweeps.
+PINNED_HASHES = {
+    "smoke": {
+        "baseline-u64-seed0": "34a594b54419",
+        "xs-u64-seed0": "654754bb651a",
+        "s-u64-seed0": "5214842e165f",
+        "baseline-u256-seed0": "2273c328b96e",
+        "xs-u256-seed0": "bc8d0df3d296",
+        "s-u256-seed0": "3d4955c32110",
+    },
+    "default": {
+        "baseline-u64-seed0": "82bf38f91232",
+        "s-u64-seed0": "da5e0a8940db",
+        "m-u64-seed0": "1f4cf62ff7ad",
+        "l-u64-seed0": "00afee023f9a",
+        "baseline-u256-seed0": "0bbce5172863",
+        "s-u256-seed0": "3d33b1729b2f",
+        "m-u256-seed0": "364ade7fe0ac",
+        "l-u256-seed0": "6dd47c1d6d41",
+        "baseline-u1024-seed0": "fce593bfaf3c",
+        "s-u1024-seed0": "1ca113c18d69",
+        "m-u1024-seed0": "f673eab8cffc",
+        "l-u1024-seed0": "813a8a0e6ede",
+        "baseline-u4096-seed0": "70a3172dd7d1",
+        "s-u4096-seed0": "7276afdefff3",
+        "m-u4096-seed0": "5fc73f052262",
+        "l-u4096-seed0": "c246c857ea34",
+    },
+}
+
+
+@pytest.mark.parametrize("sweep", sorted(PINNED_HASHES))
+def test_preset_trial_hashes_do_not_drift(sweep):
+    config = load_config(SweepConfig, repo_configs_dir() / "sweeps" / f"{sweep}.yaml")
+    assert {t.name: config_hash(t) for t in config.trials()} == PINNED_HASHES[sweep]
+
+
+def test_trial_presets_keep_their_hashes():
+    trials = repo_configs_dir() / "trials"
+    assert config_hash(load_config(TrialConfig, trials / "smoke.yaml")) == "968fbc151c94"
+    assert config_hash(load_config(TrialConfig, trials / "baseline-smoke.yaml")) == "5a8cf6c7c8de"
+
+
+def test_batch_must_split_into_whole_micro_batches(tmp_path):
+    path = write(tmp_path, "training: {batch_size: 12}\nresources: {num_workers: 8}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(TrialConfig, path)
+    assert str(err.value) == (
+        f"{path}: training.batch_size: must be a multiple of resources.num_workers × "
+        "deepspeed.gradient_accumulation_steps = 8 × 1 = 8, so every worker gets whole "
+        "micro-batches (got 12)"
+    )
+    path = write(
+        tmp_path, "training: {batch_size: 16}\ndeepspeed: {gradient_accumulation_steps: 3}\n"
+    )
+    with pytest.raises(ConfigError, match=r"preset.yaml: training.batch_size: .* = 1 × 3 = 3"):
+        load_config(TrialConfig, path)
+    ok = (
+        "training: {batch_size: 24}\nresources: {num_workers: 2}\n"
+        "deepspeed: {gradient_accumulation_steps: 3}\n"
+    )
+    assert load_config(TrialConfig, write(tmp_path, ok)).training.batch_size == 24
+
+
+def test_fp16_needs_gpus_in_the_config(tmp_path):
+    path = write(tmp_path, "deepspeed: {precision: fp16}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(TrialConfig, path)
+    assert str(err.value).startswith(f"{path}: deepspeed.precision: fp16 needs GPUs")
+    assert "resources.gpus_per_worker is 0" in str(err.value)
+    gpus = "deepspeed: {precision: fp16}\nresources: {gpus_per_worker: 1}\n"
+    assert load_config(TrialConfig, write(tmp_path, gpus)).deepspeed.precision == "fp16"
+    # The baseline runs no DeepSpeed: its engine settings are not checked.
+    baseline = (
+        "kind: baseline\ndeepspeed: {precision: fp16}\n"
+        "training: {batch_size: 7}\nresources: {num_workers: 2}\n"
+    )
+    assert load_config(TrialConfig, write(tmp_path, baseline)).kind == "baseline"
+
+
+def test_an_overridden_trial_is_rejected_like_a_loaded_one():
+    trial = load_config(TrialConfig, repo_configs_dir() / "trials" / "smoke.yaml")
+    with pytest.raises(ConfigError, match=r"--set: training.batch_size: must be a multiple"):
+        with_overrides(trial, ["training.batch_size=7"])
+    with pytest.raises(ConfigError, match=r"--set: deepspeed.precision: fp16 needs GPUs"):
+        with_overrides(trial, ["deepspeed.precision=fp16"])
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        (
+            "name: x\ntrial: {training: {batch_size: 12}, resources: {num_workers: 8}}\n",
+            "trial.training.batch_size: must be a multiple of trial.resources.num_workers ×",
+        ),
+        (
+            "name: x\ngrid: {model_sizes: [s, l]}\nresources_by_size: {l: {num_workers: 3}}\n",
+            "trial.training.batch_size: must be a multiple of resources_by_size.l.num_workers ×",
+        ),
+        (
+            "name: x\ntrial: {deepspeed: {precision: fp16}}\n"
+            "resources_by_size: {s: {gpus_per_worker: 1}}\n",
+            "trial.deepspeed.precision: fp16 needs GPUs, but trial.resources.gpus_per_worker is 0",
+        ),
+        ("name: x\ngrid: {model_sizes: [q]}\n", "grid.model_sizes: unknown size(s) ['q']"),
+        (
+            "name: x\ngrid: {model_sizes: [s]}\nresources_by_size: {xl: {}}\n",
+            "resources_by_size: ['xl'] not in grid.model_sizes",
+        ),
+        (
+            "name: x\nmodel_sizes: {tiny: {width: 24, depth: 2, speaker_channels: 12}}\n",
+            "model_sizes.tiny.size: must be the entry's name 'tiny' (got 's')",
+        ),
+    ],
+)
+def test_sweep_rules_fail_at_load_naming_the_key(tmp_path, yaml_text, expected):
+    path = write(tmp_path, yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_config(SweepConfig, path)
+    assert str(err.value).startswith(f"{path}: {expected}"), str(err.value)
+
+
+def test_sweep_rules_check_every_neural_family_with_its_own_resources(tmp_path):
+    text = (
+        "name: x\ngrid: {model_sizes: [s]}\ntrial: {deepspeed: {precision: fp16}, "
+        "resources: {gpus_per_worker: 1}}\nresources_by_size: {baseline: {gpus_per_worker: 0}}\n"
+    )
+    trials = load_config(SweepConfig, write(tmp_path, text)).trials()
+    assert [t.kind for t in trials] == ["baseline", "neural"] * 2
+
+
+# ---------------------------------------------------------------------------------------------
+# One dial per model size
+
+
+def test_a_size_name_resolves_width_depth_and_speaker_channels():
+    assert ModelConfig(size="m") == MODEL_LADDER["m"]
+    m = from_dict(TrialConfig, {"model": {"size": "m"}}).model
+    assert (m.width, m.depth, m.speaker_channels) == (96, 3, 48)
+    assert m.overrides == {} and m.label == "m"
+    assert ModelConfig() == MODEL_LADDER["s"]
+    smoke = load_config(TrialConfig, repo_configs_dir() / "trials" / "smoke.yaml")
+    assert smoke.model == MODEL_LADDER["xs"] and smoke.name == "xs-u64-seed0"
+    # A resolved config round-trips: the rung's values, given explicitly, are no override.
+    assert from_dict(ModelConfig, {"size": "xs", "width": 16, "depth": 2}) == MODEL_LADDER["xs"]
+
+
+def test_an_explicit_override_is_honoured_and_impossible_to_miss():
+    plain = from_dict(TrialConfig, {"model": {"size": "xs"}})
+    wide = from_dict(TrialConfig, {"model": {"size": "xs", "width": 32}})
+    assert (wide.model.width, wide.model.depth, wide.model.speaker_channels) == (32, 2, 8)
+    assert wide.model.overrides == {"width": 32}
+    assert wide.name == "xs_w32-u1024-seed0" and wide.family == "xs_w32"
+    assert config_hash(wide) != config_hash(plain)
+    assert TrialConfig.from_dict(wide.to_dict()) == wide  # what a Ray worker receives
+    deep = ModelConfig(size="m", depth=4, speaker_channels=64)
+    assert deep.label == "m_d4c64" and deep.width == 96
+
+
+def test_set_model_size_derives_the_new_rung_and_keeps_explicit_overrides():
+    smoke = load_config(TrialConfig, repo_configs_dir() / "trials" / "smoke.yaml")
+    assert with_overrides(smoke, ["model.size=m"]).model == MODEL_LADDER["m"]
+    wide = with_overrides(smoke, ["model.width=32"])
+    assert wide.model.overrides == {"width": 32} and wide.name == "xs_w32-u64-seed0"
+    assert with_overrides(wide, ["model.size=l"]).model.label == "l_w32"
+    assert with_overrides(smoke, ["model.width=16"]) == smoke
+    assert replace(MODEL_LADDER["xs"], size="l") == MODEL_LADDER["l"]
+    assert replace(MODEL_LADDER["xs"], dropout=0.0).width == 16
+
+
+def test_a_size_off_the_ladder_gives_every_dimension(tmp_path):
+    path = write(tmp_path, "model: {size: tiny, width: 24}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(TrialConfig, path)
+    assert str(err.value).startswith(f"{path}: model.depth: required: size 'tiny' is not on")
+    assert "missing: depth, speaker_channels" in str(err.value)
+    text = (
+        "name: x\ngrid: {model_sizes: [tiny]}\n"
+        "model_sizes: {tiny: {size: tiny, width: 24, depth: 2, speaker_channels: 12}}\n"
+    )
+    trials = load_config(SweepConfig, write(tmp_path, text)).trials()
+    assert [t.name for t in trials if t.kind == "neural"] == [
+        "tiny-u256-seed0",
+        "tiny-u1024-seed0",
+    ]

@@ -2,24 +2,40 @@
 
 Every config is a frozen (pydantic-validated) dataclass. Values are checked when the object is
 built — from Python, from a dict (`from_dict`, which is how Ray workers receive it) or from a YAML
-preset (`load_config`). Unknown keys, wrong types and impossible values raise `ConfigError`
-naming the file and the dotted key.
+preset (`load_config`). Unknown keys, wrong types, impossible values and broken rules across
+fields (in `__post_init__`: e.g. a batch that the workers cannot split) raise `ConfigError`
+naming the file and the dotted key. The machinery (loading, overrides, hashing) lives in
+`training.config_io`, the corpus-building configs in `training.config_corpus`; both are
+re-exported here.
 
 The flow: sweep YAML → `SweepConfig` → `SweepConfig.trials()` → `TrialConfig` per grid point.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
-import re
-from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
-from pydantic.dataclasses import dataclass as _pydantic_dataclass
+from pydantic import Field
+
+from training.config_corpus import RealCorpusConfig, SyntheticCorpusConfig
+from training.config_io import (
+    ConfigError,
+    Fraction,
+    NonNegative,
+    Positive,
+    PositiveFloat,
+    RuleError,
+    apply_overrides,
+    config_hash,
+    from_dict,
+    frozen_config,
+    load_config,
+    read_config_file,
+    replace,
+    repo_configs_dir,
+    to_dict,
+    with_overrides,
+)
 
 __all__ = [
     "MODEL_LADDER",
@@ -34,38 +50,23 @@ __all__ = [
     "OptimConfig",
     "RealCorpusConfig",
     "ResourcesConfig",
+    "RuleError",
     "SweepConfig",
     "SweepGrid",
     "SyntheticCorpusConfig",
     "TrainingConfig",
     "TrialConfig",
     "TrialTemplate",
+    "apply_overrides",
     "config_hash",
     "from_dict",
     "load_config",
+    "read_config_file",
     "replace",
     "repo_configs_dir",
     "to_dict",
     "with_overrides",
 ]
-
-# Strict: "3" is not an int and true is not a number; unknown keys are errors.
-_STRICT = ConfigDict(extra="forbid", strict=True)
-
-
-def frozen_config(cls):
-    """Make `cls` a frozen, validated dataclass."""
-    return _pydantic_dataclass(frozen=True, config=_STRICT)(cls)
-
-
-Positive = Annotated[int, Field(gt=0)]
-NonNegative = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-Fraction = Annotated[float, Field(ge=0, lt=1)]
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown, of the wrong type or impossible."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,63 +99,6 @@ class FeatureConfig:
             )
         if self.f_min >= self.f_max:
             raise ValueError(f"f_min ({self.f_min}) must be < f_max ({self.f_max})")
-
-
-@frozen_config
-class SyntheticCorpusConfig:
-    """The embedded eSpeak NG corpus: who speaks, how much, and the seed that fixes it all."""
-
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")] = "default"
-    seed: NonNegative = 0
-    train_speakers: Positive = 56
-    """Distinct training voices (from the curated roster in `training.corpus.speakers`)."""
-    heldout_speakers: Annotated[int, Field(ge=2)] = 8
-    """Voices never seen in training; cloning quality is measured on them."""
-    train_utterances: Positive = 8192
-    """Size of the training pool; every data budget is a prefix of it."""
-    heldout_utterances_per_speaker: Annotated[int, Field(ge=3)] = 24
-    """Prompt, enrolment and evaluation sentences per held-out voice (all held-out sentences)."""
-    speaker_growth: Annotated[float, Field(ge=0, le=1)] = 0.5
-    """A budget of n of the N pool utterances holds ~train_speakers·(n/N)^growth voices
-    (0: every voice from the first utterance; 0.5: voices grow with sqrt of the budget)."""
-    min_speakers_per_budget: Positive = 8
-    rate_jitter: Annotated[float, Field(ge=0, lt=0.5)] = 0.08
-    """Per-utterance speaking-rate variation, as a fraction of the voice's rate."""
-    sample_rate: Positive = 16000
-
-    def __post_init__(self) -> None:
-        if self.min_speakers_per_budget > self.train_speakers:
-            raise ValueError(
-                f"min_speakers_per_budget ({self.min_speakers_per_budget}) must be <= "
-                f"train_speakers ({self.train_speakers})"
-            )
-        if self.train_utterances < self.train_speakers:
-            raise ValueError(
-                f"train_utterances ({self.train_utterances}) must be >= train_speakers "
-                f"({self.train_speakers}) so every voice speaks"
-            )
-
-
-@frozen_config
-class RealCorpusConfig:
-    """How to turn a real corpus on disk into a prepared voicescale corpus."""
-
-    layout: Literal["libritts", "librispeech", "vctk", "manifest"]
-    source: str
-    """Directory of the corpus (or the JSONL/CSV file for layout `manifest`)."""
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")] = "real"
-    seed: NonNegative = 0
-    heldout_fraction: Fraction = 0.1
-    """Share of speakers held out for evaluation (at least `min_heldout_speakers`)."""
-    min_heldout_speakers: Positive = 2
-    sample_rate: Positive = 16000
-    min_source_sample_rate: Positive = 16000
-    """Audio below this rate is skipped rather than upsampled."""
-    max_duration_s: PositiveFloat = 30.0
-    """Longer utterances are skipped (and counted)."""
-    speaker_growth: Annotated[float, Field(ge=0, le=1)] = 0.5
-    min_speakers_per_budget: Positive = 8
-    workers: Positive = 2
 
 
 @frozen_config
@@ -199,39 +143,80 @@ class DataConfig:
 # Model, optimisation, engine
 
 
-@frozen_config
-class ModelConfig:
-    """One point on the model-size dial: a named size fixes width and depth (`MODEL_LADDER`)."""
-
-    size: Annotated[str, Field(pattern=r"^[a-z0-9]+$")] = "s"
-    width: Positive = 32
-    """Channels of the phoneme encoder and mel decoder."""
-    depth: Positive = 2
-    """Residual blocks in each of the encoder and decoder."""
-    speaker_channels: Annotated[int, Field(ge=8, multiple_of=4)] = 16
-    """Channels of the ECAPA-TDNN speaker encoder (ladder: half the width, at least 8)."""
-    kernel_size: Annotated[int, Field(ge=1)] = 5
-    dropout: Fraction = 0.1
-
-
-def model_size(size: str, width: int, depth: int) -> ModelConfig:
+def _rung(width: int, depth: int) -> dict[str, int]:
     """A ladder rung: the speaker encoder grows with the model at half its width."""
-    return ModelConfig(
-        size=size, width=width, depth=depth, speaker_channels=max(8, width // 2 // 4 * 4)
-    )
+    return {"width": width, "depth": depth, "speaker_channels": max(8, width // 2 // 4 * 4)}
 
 
 # One dial: width, with depth growing slowly. xs-l is the CPU ladder (~100x in parameters,
 # l at ~0.4 s per batch-16 step on one core); xl and up are for GPUs (xxl > 100 M parameters).
-MODEL_LADDER: dict[str, ModelConfig] = {
-    "xs": model_size("xs", 16, 2),
-    "s": model_size("s", 32, 2),
-    "m": model_size("m", 96, 3),
-    "l": model_size("l", 192, 4),
-    "xl": model_size("xl", 512, 6),
-    "xxl": model_size("xxl", 1024, 12),
-    "xxxl": model_size("xxxl", 1536, 16),
+_RUNGS: dict[str, dict[str, int]] = {
+    "xs": _rung(16, 2),
+    "s": _rung(32, 2),
+    "m": _rung(96, 3),
+    "l": _rung(192, 4),
+    "xl": _rung(512, 6),
+    "xxl": _rung(1024, 12),
+    "xxxl": _rung(1536, 16),
 }
+_SHORT = {"width": "w", "depth": "d", "speaker_channels": "c"}
+
+
+@frozen_config
+class ModelConfig:
+    """One point on the model-size dial: `size` names a rung of `MODEL_LADDER`.
+
+    The rule: width, depth and speaker_channels left out (or null) take the rung's values. One
+    given as well overrides that value only — the others still come from the rung — and, if it
+    differs from the rung, is an *override*: listed by `overrides`, written into the trial's
+    name (`xs_w32-u64-seed0`, never mistaken for plain xs) and, being in the config, into its
+    `config_hash`. A size not on the ladder must give all three. `with_overrides` and `replace`
+    derive the rung's values afresh, so `--set model.size=m` gives m's width."""
+
+    size: Annotated[str, Field(pattern=r"^[a-z0-9]+$")] = "s"
+    width: Positive | None = None
+    """Channels of the phoneme encoder and mel decoder."""
+    depth: Positive | None = None
+    """Residual blocks in each of the encoder and decoder."""
+    speaker_channels: Annotated[int, Field(ge=8, multiple_of=4)] | None = None
+    """Channels of the ECAPA-TDNN speaker encoder (ladder: half the width, at least 8)."""
+    kernel_size: Annotated[int, Field(ge=1)] = 5
+    dropout: Fraction = 0.1
+
+    def __post_init__(self) -> None:
+        rung = _RUNGS.get(self.size)
+        if rung is None:
+            missing = [key for key in _SHORT if getattr(self, key) is None]
+            if missing:
+                raise RuleError(
+                    missing[0],
+                    f"required: size {self.size!r} is not on the ladder ({', '.join(_RUNGS)}), "
+                    f"so it needs {', '.join(_SHORT)} (missing: {', '.join(missing)})",
+                )
+            return
+        for key, value in rung.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)  # frozen: resolved once, here
+
+    @property
+    def overrides(self) -> dict[str, int]:
+        """The values that differ from the rung of `size` (empty for a plain rung)."""
+        rung = _RUNGS.get(self.size, {})
+        return {k: getattr(self, k) for k, v in rung.items() if getattr(self, k) != v}
+
+    @property
+    def label(self) -> str:
+        """`size`, plus the overrides if any: `xs`, `xs_w32`, `m_w128d4`."""
+        tail = "".join(f"{_SHORT[k]}{v}" for k, v in self.overrides.items())
+        return f"{self.size}_{tail}" if tail else self.size
+
+    def _derived_fields(self) -> tuple[str, ...]:
+        """The fields that hold the rung's values (re-derived when `size` changes)."""
+        rung = _RUNGS.get(self.size, {})
+        return tuple(k for k, v in rung.items() if getattr(self, k) == v)
+
+
+MODEL_LADDER: dict[str, ModelConfig] = {size: ModelConfig(size=size) for size in _RUNGS}
 
 
 @frozen_config
@@ -305,6 +290,33 @@ class ResourcesConfig:
     gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0
 
 
+def _check_engine(
+    training: TrainingConfig,
+    deepspeed: DeepSpeedConfig,
+    resources: ResourcesConfig,
+    *,
+    at: str = "",
+    resources_at: str = "resources",
+) -> None:
+    """The rules of a neural trial's DeepSpeed engine that depend on the config alone (the
+    machine's share is `cluster.trial_runner.check_launchable`); `at` prefixes the keys."""
+    workers, steps = resources.num_workers, deepspeed.gradient_accumulation_steps
+    if training.batch_size % (workers * steps):
+        raise RuleError(
+            f"{at}training.batch_size",
+            f"must be a multiple of {resources_at}.num_workers × "
+            f"{at}deepspeed.gradient_accumulation_steps = {workers} × {steps} = "
+            f"{workers * steps}, so every worker gets whole micro-batches "
+            f"(got {training.batch_size})",
+        )
+    if deepspeed.precision == "fp16" and resources.gpus_per_worker == 0:
+        raise RuleError(
+            f"{at}deepspeed.precision",
+            f"fp16 needs GPUs, but {resources_at}.gpus_per_worker is 0 (DeepSpeed refuses "
+            "fp16 on CPU): use fp32, bf16 or auto",
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # Trials and sweeps
 
@@ -337,11 +349,20 @@ class TrialConfig:
     resources: ResourcesConfig = ResourcesConfig()
     seed: NonNegative = 0
 
+    def __post_init__(self) -> None:
+        if self.kind == "neural":  # the baseline runs no DeepSpeed
+            _check_engine(self.training, self.deepspeed, self.resources)
+
+    @property
+    def family(self) -> str:
+        """The model family of results and plots: `baseline`, or the model's size label
+        (`xs`, or `xs_w32` for an xs with another width: see `ModelConfig`)."""
+        return self.model.label if self.kind == "neural" else "baseline"
+
     @property
     def name(self) -> str:
         """Deterministic, human-readable trial name (no timestamps: restores must find it)."""
-        family = self.model.size if self.kind == "neural" else "baseline"
-        return f"{family}-{self.data.budget.label}-seed{self.seed}"
+        return f"{self.family}-{self.data.budget.label}-seed{self.seed}"
 
     @property
     def learning_rate(self) -> float:
@@ -389,29 +410,48 @@ class SweepConfig:
     grid: SweepGrid = SweepGrid()
     trial: TrialTemplate = TrialTemplate()
     model_sizes: dict[str, ModelConfig] | None = None
-    """Extra or overriding named sizes, on top of `MODEL_LADDER`."""
+    """Extra named sizes, on top of `MODEL_LADDER` (each entry's `size` is its key); a ladder
+    name given here with other values is an override, and its trials are named so."""
     resources_by_size: dict[str, ResourcesConfig] | None = None
     """Per-family resources (keys: model sizes or "baseline"), replacing `trial.resources`:
     e.g. more GPUs for the largest model on a cluster."""
     max_concurrent_trials: Positive | None = None
     """Cap on trials running at once; default: as many as the cluster's CPUs/GPUs fit."""
 
-    def trials(self) -> list[TrialConfig]:
-        """Expand the grid into trials, ordered budget-major so small, fast trials come first."""
-        sizes = {**MODEL_LADDER, **(self.model_sizes or {})}
-        unknown = [s for s in self.grid.model_sizes if s not in sizes]
+    def __post_init__(self) -> None:
+        for name, model in (self.model_sizes or {}).items():
+            if model.size != name:
+                raise RuleError(
+                    f"model_sizes.{name}.size",
+                    f"must be the entry's name {name!r} (got {model.size!r})",
+                )
+        unknown = [s for s in self.grid.model_sizes if s not in self.sizes]
         if unknown:
-            raise ConfigError(
-                f"grid.model_sizes: unknown size(s) {unknown}; known: {sorted(sizes)}"
+            raise RuleError(
+                "grid.model_sizes", f"unknown size(s) {unknown}; known: {sorted(self.sizes)}"
+            )
+        families = set(self.grid.model_sizes) | {"baseline"}
+        by_size = self.resources_by_size or {}
+        stray = sorted(set(by_size) - families)
+        if stray:
+            raise RuleError(
+                "resources_by_size",
+                f"{stray} not in grid.model_sizes (or 'baseline'): {sorted(families)}",
             )
         t = self.trial
-        families = set(self.grid.model_sizes) | {"baseline"}
-        stray = sorted(set(self.resources_by_size or {}) - families)
-        if stray:
-            raise ConfigError(
-                f"resources_by_size: {stray} not in grid.model_sizes (or 'baseline'): "
-                f"{sorted(families)}"
-            )
+        for size in self.grid.model_sizes:
+            where = f"resources_by_size.{size}" if size in by_size else "trial.resources"
+            resources = by_size.get(size, t.resources)
+            _check_engine(t.training, t.deepspeed, resources, at="trial.", resources_at=where)
+
+    @property
+    def sizes(self) -> dict[str, ModelConfig]:
+        """Every size this sweep can name: `MODEL_LADDER` and `model_sizes`."""
+        return {**MODEL_LADDER, **(self.model_sizes or {})}
+
+    def trials(self) -> list[TrialConfig]:
+        """Expand the grid into trials, ordered budget-major so small, fast trials come first."""
+        sizes, t = self.sizes, self.trial
         data = [
             DataConfig(corpus=t.corpus, budget=b, features=t.features)
             for b in self.grid.data_budgets
@@ -441,118 +481,3 @@ class SweepConfig:
                         )
                     )
         return trials
-
-
-# ---------------------------------------------------------------------------------------------
-# Conversion, hashing, loading
-
-T = TypeVar("T")
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """Plain JSON-able dict (tuples become lists); `from_dict` inverts it exactly."""
-    return TypeAdapter(type(config)).dump_python(config, mode="json")
-
-
-def from_dict(cls: type[T], data: dict[str, Any], *, source: str = "<dict>") -> T:
-    """Build and validate `cls` from plain data; errors name `source` and the dotted key."""
-    try:
-        # JSON mode: strict types, but lists are accepted for tuples and ints for floats.
-        return TypeAdapter(cls).validate_json(json.dumps(data), strict=True)
-    except ValidationError as err:
-        raise ConfigError(_describe(err, source)) from None
-    except TypeError as err:  # data that is not JSON-able (e.g. a YAML date)
-        raise ConfigError(f"{source}: {err}") from None
-
-
-def config_hash(config: Any) -> str:
-    """Stable 12-hex-digit digest of a config's canonical JSON."""
-    canonical = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def load_config(cls: type[T], path: str | Path) -> T:
-    """Read a YAML file into `cls`; every error names the file and the key."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config: {err.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: config is not valid UTF-8") from None
-    try:
-        data = yaml.load(text, Loader=_YamlLoader)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"{path}: expected a mapping of keys at the top level, got {type(data).__name__}"
-        )
-    return from_dict(cls, data, source=str(path))
-
-
-def with_overrides(config: T, overrides: list[str], *, source: str = "--set") -> T:
-    """Apply `a.b.c=value` overrides (value parsed as YAML) and re-validate."""
-    data = to_dict(config)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{source}: expected key=value, got {item!r}")
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                raise ConfigError(f"{source}: {key}: {part!r} is not a section")
-            node = node[part]
-        node[leaf] = yaml.load(raw, Loader=_YamlLoader)
-    return from_dict(type(config), data, source=source)
-
-
-def replace(config: T, **changes: Any) -> T:
-    """`dataclasses.replace` that reports failures as `ConfigError`."""
-    try:
-        return dataclasses.replace(config, **changes)
-    except ValidationError as err:
-        raise ConfigError(_describe(err, type(config).__name__)) from None
-
-
-def repo_configs_dir() -> Path:
-    """The repository's `configs/` directory (presets ship with the source tree)."""
-    return Path(__file__).resolve().parent.parent / "configs"
-
-
-def _describe(err: ValidationError, source: str) -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "unexpected_keyword_argument":
-            msg = "unknown key"
-        elif e["type"] in ("missing", "missing_argument"):
-            msg = "required key is missing"
-        shown = e.get("input")
-        got = (
-            ""
-            if e["type"] in ("missing", "missing_argument") or isinstance(shown, dict)
-            else f" (got {shown!r})"
-        )
-        lines.append(f"{source}: {key}: {msg}{got}")
-    return "\n".join(lines)
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader that reads `1e-3` as a float (YAML 1.1 insists on a dot: `1.0e-3`)."""
-
-
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
