@@ -1,4 +1,4 @@
-"""Benchmark: Epoch AI's refit of Chinchilla (Besiroglu et al. 2024) with `scaling.fit` — the
+"""Benchmark: Epoch AI's refit of Chinchilla (Besiroglu et al. 2024) with `scaling.power_law` — the
 240-point joint fit plus 1,000 bootstraps, timed (target ≤ 60 s on 2 cores), against the
 published values. Prints figures; asserts nothing.
 
@@ -19,15 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from scaling.fit import PowerLawFit, fit_power_law, minimise_from_starts, start_grid
+from scaling.law import start_grid
+from scaling.optimise import minimise_from_starts
+from scaling.power_law import PowerLawFit, fit_power_law
 
-CSV = (
-    Path(__file__).resolve().parents[1]
-    / "tests"
-    / "scaling"
-    / "data"
-    / "chinchilla_fig4_epoch2024.csv"
-)
+CSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_fig4_epoch2024.csv"
 PUBLISHED = {  # Besiroglu et al. 2024, table 1 and the bootstrap intervals
     "E": (1.8169, (1.769, 1.871)),
     "A": (482.0, (None, None)),

@@ -1,5 +1,6 @@
-"""`voicescale fit`: fit a scaling law to any CSV of runs (e.g. Chinchilla's, to check the
-fitter against a published answer).
+"""`voicescale fit`: fit a scaling law to any CSV of runs, e.g. to check it on Chinchilla's.
+
+Chinchilla's runs check the fitter against a published answer:
 
     voicescale fit --csv runs.csv --n "Model Size" --flops "Training FLOP" --d-from-flops \\
         --loss loss --drop-highest 5 --json
@@ -17,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from scaling.fit import PARAM_NAMES, fit_power_law
+from scaling.law import PARAM_NAMES
+from scaling.power_law import PowerLawFit, fit_power_law
 from training.config import ConfigError
 
 __all__ = ["add_fit_parser", "run_fit"]
@@ -147,7 +149,9 @@ def _drop_highest(loss: np.ndarray, k: int, path: Path) -> np.ndarray:
     return np.sort(order[: len(loss) - k])
 
 
-def _summary(fit: Any, seconds: float, args: argparse.Namespace, n_rows: int) -> dict[str, Any]:
+def _summary(
+    fit: PowerLawFit, seconds: float, args: argparse.Namespace, n_rows: int
+) -> dict[str, Any]:
     params = fit.to_dict()
     names = PARAM_NAMES["joint"]
     return {

@@ -12,19 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling.fit import (
-    analyse_results,
-    compute_frontier,
-    extrapolation_check,
-    fit_power_law,
-    minimise_from_starts,
-    plateau_test,
-    start_grid,
-)
+from scaling.analysis import analyse_results, describe_seed_figure, seed_figure
+from scaling.checks import compute_frontier, extrapolation_check, plateau_test
 from scaling.fit_cli import add_fit_parser
+from scaling.law import start_grid
+from scaling.optimise import minimise_from_starts
+from scaling.power_law import fit_power_law
+from store.records import ResultRow
 from training.config import ConfigError
 
-EPOCH_CSV = Path(__file__).parent / "data" / "chinchilla_fig4_epoch2024.csv"
+EPOCH_CSV = Path(__file__).parents[1] / "data" / "chinchilla_fig4_epoch2024.csv"
 """Epoch AI's digitised Chinchilla runs, kept in the repository (see data/README.md)."""
 
 
@@ -299,7 +296,7 @@ SIZES = {"s": 1e6, "m": 4e6, "l": 1.6e7}
 BUDGETS = (500, 1000, 2000, 4000)
 
 
-def result_row(size: str, n: float, d: int, seed: int, loss: float, **extra) -> dict:
+def result_row(size: str, n: float, d: int, seed: int, loss: float, **extra) -> ResultRow:
     row = {
         "trial": f"{size}-{d}-{seed}",
         "kind": "baseline" if size == "baseline" else "neural",
@@ -317,11 +314,11 @@ def result_row(size: str, n: float, d: int, seed: int, loss: float, **extra) -> 
         "wer_ci": [0.0, 1.0],
         "status": "done",
     }
-    return row | extra
+    return ResultRow.from_json(row | extra)
 
 
 @pytest.fixture(scope="module")
-def sweep_rows() -> list[dict]:
+def sweep_rows() -> list[ResultRow]:
     rng = np.random.default_rng(0)
     rows = [
         result_row(size, n, d, seed, float(joint_law(n, d) * math.exp(rng.normal(0, 0.01))))
@@ -339,6 +336,14 @@ def sweep_rows() -> list[dict]:
 @pytest.fixture(scope="module")
 def analysis(sweep_rows) -> dict:
     return analyse_results(sweep_rows, metric="val_loss", bootstrap=50, seed=0)
+
+
+def test_analysis_does_not_depend_on_the_order_trials_finished_in(sweep_rows, analysis):
+    """results.jsonl is in completion order, which scheduling changes from run to run; the
+    fits, their bootstrap draws and fits.json's text must not."""
+    shuffled = [sweep_rows[i] for i in np.random.default_rng(1).permutation(len(sweep_rows))]
+    again = analyse_results(shuffled, metric="val_loss", bootstrap=50, seed=0)
+    assert json.dumps(again) == json.dumps(analysis)
 
 
 def test_analysis_has_the_agreed_shape_and_is_strict_json(analysis):
@@ -374,7 +379,7 @@ def test_analysis_points_average_seeds_and_curves_cover_the_budgets(analysis, sw
     medium = analysis["families"]["m"]
     assert [p["d"] for p in medium["points"]] == list(BUDGETS)
     first = medium["points"][0]
-    losses = [r["val_loss"] for r in sweep_rows if r["trial"] in ("m-500-0", "m-500-1")]
+    losses = [r.val_loss for r in sweep_rows if r.trial in ("m-500-0", "m-500-1")]
     assert first["seeds"] == 2 and first["loss"] == pytest.approx(np.mean(losses))
     assert first["loss_min"] == min(losses) and first["loss_max"] == max(losses)
     assert medium["kind"] == "neural" and medium["params"] == 4_000_000
@@ -424,22 +429,46 @@ def test_analysis_reports_unfittable_families_without_crashing(analysis):
 
 
 def test_analysis_of_sim_fits_one_minus_sim(sweep_rows):
-    rows = [r for r in sweep_rows if r["model_size"] in ("m", "baseline")]
+    rows = [r for r in sweep_rows if r.model_size in ("m", "baseline")]
     result = analyse_results(rows, metric="sim", bootstrap=10, seed=0)
     json.dumps(result, allow_nan=False)
     assert result["transform"] == "1 - sim" and result["joint"] is None
     point = result["families"]["m"]["points"][0]
-    sims = [r["sim"] for r in rows if r["trial"] in ("m-500-0", "m-500-1")]
+    sims = [r.sim for r in rows if r.trial in ("m-500-0", "m-500-1")]
     assert point["loss"] == pytest.approx(1 - np.mean(sims))
     assert any("No joint fit" in line for line in result["verdict"])
 
 
 def test_analysis_of_no_usable_rows_is_still_a_report():
-    result = analyse_results([{"trial": "x", "status": "failed", "val_loss": None}], bootstrap=5)
+    result = analyse_results([ResultRow(trial="x", status="failed")], bootstrap=5)
     json.dumps(result, allow_nan=False)
     assert result["families"] == {} and result["joint"] is None and result["verdict"]
     with pytest.raises(ValueError, match="metric must be one of"):
         analyse_results([], metric="mos")
+
+
+def test_seed_figure_reads_typed_rows(sweep_rows):
+    """Here the flat baseline (3.0) beats every neural size, so the order check fails."""
+    check = seed_figure(sweep_rows)
+    assert check["budgets"] == [2000, 4000] and check["order"] == ["xl", "l", "s", "baseline"]
+    assert check["at_largest_budget"]["xl"] is None and check["order_holds"] is False
+    assert check["baseline_plateaus"] and check["largest_gain"] is None  # xl stops at 1000
+    without_xl = [r for r in sweep_rows if r.model_size != "xl"]
+    check = seed_figure(without_xl)
+    assert check["order"] == ["l", "m", "s", "baseline"] and not check["order_holds"]
+    assert check["largest_keeps_improving"] and check["baseline_plateaus"]
+    head, order, *gains = describe_seed_figure(without_xl)
+    assert head.startswith("seed's figure (val_loss") and order.lstrip().startswith("✗")
+    assert all(line.lstrip().startswith("✓") for line in gains)
+    assert seed_figure(without_xl[:8]) is None  # one neural size: nothing to check
+
+
+def test_the_fit_module_still_offers_the_whole_api():
+    import scaling.fit
+
+    assert scaling.fit.analyse_results is analyse_results
+    assert scaling.fit.fit_power_law is fit_power_law
+    assert set(scaling.fit.__all__) <= set(dir(scaling.fit))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,12 +12,16 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from scaling.report import add_report_parser, build_report
+from scaling.report_trials import status_section, trials_section
+from store.records import ResultRow
+from tests.golden import GOLDEN, assert_same, machine_fingerprint, recorded_machine
 from training.config import ConfigError
 
 BOOTSTRAP = 100  # enough resamples for intervals to exist, few enough for a 2-core machine
@@ -135,6 +139,18 @@ def full_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # The full report
+
+
+def test_fits_of_the_synthetic_grid_match_the_golden_file(full_report: Path) -> None:
+    """The analysis end to end on a realistic grid (the smoke sweep has too few budgets for
+    most fits): fits.json is the golden file's — to the bit on the machine that wrote it,
+    to 1e-6 elsewhere (numpy's and scipy's kernels differ by CPU in the last digits).
+    Regenerate on purpose only: copy a new fits.json over the file and say why."""
+    golden = json.loads((GOLDEN / "synthetic_grid_fits.json").read_text())
+    same_machine = machine_fingerprint() == recorded_machine()
+    assert_same(read_fits(full_report), golden, 0 if same_machine else 1e-6, "fits.json")
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -262,6 +278,38 @@ def test_a_failed_fit_shows_its_message_instead_of_a_curve(tmp_path: Path) -> No
     for name, family in read_fits(report)["val_loss"]["families"].items():
         assert not family["fit"]["ok"] and not family["curve"]["d"], name
         assert html.escape(family["fit"]["message"]) in page
+
+
+def test_status_and_trials_say_why_each_trial_did_not_finish() -> None:
+    divergence = {"step": 40, "last_finite_train_loss": 3.21, "reason": "loss is nan"}
+    rows = [
+        ResultRow.from_json(row)
+        for row in (
+            result_row("s", 61_000, 512, 0, 2.0),
+            result_row("s", 61_000, 1024, 0, None, status="diverged", divergence=divergence),
+            result_row("s", 61_000, 2048, 0, None, status="failed", error=FAILED_ERROR),
+            result_row("s", 61_000, 4096, 0, 1.9, sim=None, sim_ci=None),
+        )
+    ]
+    status = status_section(rows)
+    assert "4 trials: 2 done, 1 diverged, 1 failed." in status
+    assert "loss is nan; last finite train_loss 3.21" in status
+    assert html.escape(FAILED_ERROR) in status
+    assert "s-u4096-seed0 (no sim)" in status
+    trials = trials_section(rows)
+    assert '<tr class="diverged"><td class="text">s-u1024-seed0</td>' in trials
+    assert '<tr class="failed"><td class="text">s-u2048-seed0</td>' in trials
+
+
+def test_the_report_module_loads_without_numpy_or_matplotlib() -> None:
+    """`voicescale --help` builds the report's parser: it must not pay for the fits' imports."""
+    heavy = "{'numpy', 'scipy', 'matplotlib'}"
+    code = f"import sys, scaling.report; print(sorted({heavy} & set(sys.modules)))"
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
 
 
 # ---------------------------------------------------------------------------------------------

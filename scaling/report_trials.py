@@ -1,0 +1,138 @@
+"""The report's HTML sections about the trials: verdict, seed figure, status, all trials.
+
+Status names every trial that did not finish, with its error.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import get_args
+
+from scaling import report_rows
+from scaling.formatting import as_float, finite, fmt_number, fmt_with_interval
+from scaling.report_html import esc, note, table
+from scaling.report_rows import METRICS, Analysis
+from scaling.seed_figure import describe_seed_figure
+from store.records import ResultRow, Status
+
+__all__ = ["seed_figure_section", "status_section", "trials_section", "verdict_section"]
+
+
+def verdict_section(primary: Analysis | None, rows: Sequence[ResultRow]) -> str:
+    """The primary metric's verdict sentences, or why there are none."""
+    if primary is not None:
+        verdict = primary.get("verdict") or []
+    elif rows:
+        verdict = ["No trial finished with a held-out loss, so there is nothing to fit yet."]
+    else:
+        verdict = ["The sweep has recorded no trial yet: nothing to report."]
+    items = "".join(f"<li>{esc(v)}</li>" for v in verdict)
+    return f'<section id="verdict"><h2>Verdict</h2><ul class="verdict">{items}</ul></section>'
+
+
+def seed_figure_section(rows: Sequence[ResultRow]) -> str:
+    """The classic claim checked on the measured points, pass or fail, with its numbers."""
+    head, *checks = describe_seed_figure(rows)
+    items = "".join(f"<li>{esc(line.strip())}</li>" for line in checks)
+    return (
+        f'<section id="seed-figure"><h2>The classic figure, checked</h2><p>{esc(head)}</p>'
+        f"<ul>{items}</ul></section>"
+    )
+
+
+def _why_not_done(row: ResultRow) -> str:
+    divergence = row.divergence
+    if divergence is not None:
+        last = divergence.last_finite_train_loss
+        last_text = f"{last:.4g}" if finite(last) else "none"
+        return f"{divergence.reason}; last finite train_loss {last_text}"
+    return str(row.error or "no error recorded")
+
+
+def status_section(rows: Sequence[ResultRow]) -> str:
+    """Counts by status, then every trial that did not finish, with its error."""
+    if not rows:
+        return (
+            '<section id="status"><h2>Trials</h2>'
+            + note("results.jsonl has no rows yet: the sweep has not recorded any trial.")
+            + "</section>"
+        )
+    counts = Counter(row.status for row in rows)
+    summary = ", ".join(f"{counts[s]} {s}" for s in get_args(Status) if counts[s] or s == "done")
+    parts = [f'<section id="status"><h2>Trials</h2><p>{len(rows)} trials: {esc(summary)}.</p>']
+    if not counts["done"]:
+        parts.append(note("No trial finished: this report can only list what went wrong."))
+    broken = [r for r in rows if r.status != "done"]
+    if broken:
+        items = "".join(
+            f"<li><code>{esc(r.trial)}</code> — {esc(r.status)}: {esc(_why_not_done(r))}</li>"
+            for r in broken
+        )
+        parts.append(f"<p>Not finished (excluded from every fit):</p><ul>{items}</ul>")
+    missing = [
+        f"{r.trial} (no {m})"
+        for r in rows
+        if r.status == "done"
+        for m in METRICS
+        if not finite(r.metric(m))
+    ]
+    if missing:
+        parts.append(
+            note("Done but missing a metric (excluded from that fit): " + "; ".join(missing))
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+TRIAL_COLUMNS = (
+    "trial",
+    "status",
+    "params",
+    "utterances",
+    "hours",
+    "steps",
+    "val_loss",
+    "SIM [CI]",
+    "WER [CI]",
+    "train s",
+    "eval s",
+)
+
+
+def trials_section(rows: Sequence[ResultRow]) -> str:
+    """Every row, failed and diverged ones highlighted, by family, budget and seed."""
+    if not rows:
+        return ""
+    order = {f.name: i for i, f in enumerate(report_rows.families(rows))}
+    ordered = sorted(
+        rows,
+        key=lambda r: (
+            order.get(r.family, 0),
+            as_float(r.data_utterances) if finite(r.data_utterances) else math.inf,
+            str(r.seed),
+        ),
+    )
+    body = [
+        [
+            str(r.trial),
+            str(r.status),
+            fmt_number(r.params),
+            fmt_number(r.data_utterances),
+            fmt_number(r.data_hours, 3),
+            fmt_number(r.steps),
+            fmt_number(r.val_loss),
+            fmt_with_interval(r.sim, r.sim_ci, 3),
+            fmt_with_interval(r.wer, r.wer_ci, 3),
+            fmt_number(r.train_seconds, 3),
+            fmt_number(r.eval_seconds, 3),
+        ]
+        for r in ordered
+    ]
+    classes = [r.status if r.status != "done" else "" for r in ordered]
+    return (
+        '<section id="all-trials"><h2>All trials</h2>'
+        + table(TRIAL_COLUMNS, body, row_classes=classes, text_columns=2)
+        + "</section>"
+    )
