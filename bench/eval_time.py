@@ -57,18 +57,18 @@ def main() -> None:
         f"{trial_wall:.0f} s wall through Ray"
     )
     print(
-        f"evaluation of {metrics['utterances']} held-out utterances in a Ray CPU actor: "
-        f"{timings[1]:.1f} s per checkpoint ({timings[1] / metrics['utterances']:.2f} s/utt); "
+        f"evaluation of {metrics.utterances} held-out utterances in a Ray CPU actor: "
+        f"{timings[1]:.1f} s per checkpoint ({timings[1] / metrics.utterances:.2f} s/utt); "
         f"the first {timings[0]:.1f} s (it also loads the judges and computes the corpus's "
-        f"shared reference scores, cached afterwards: {first['reference_seconds']:.1f} s)"
+        f"shared reference scores, cached afterwards: {first.reference_seconds:.1f} s)"
     )
     print(
         f"ratio eval / training steps = {timings[1] / train:.2f}; eval / trial wall = "
         f"{timings[1] / trial_wall:.2f} (target <= 0.25)"
     )
     print(
-        f"result: sim {metrics['sim']:.3f} {metrics['sim_ci']}, wer {metrics['wer']:.3f} "
-        f"{metrics['wer_ci']}, val_loss {metrics['val_loss']:.3f}"
+        f"result: sim {metrics.sim:.3f} {metrics.sim_ci}, wer {metrics.wer:.3f} "
+        f"{metrics.wer_ci}, val_loss {metrics.val_loss:.3f}"
     )
 
 

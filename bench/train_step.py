@@ -48,7 +48,8 @@ def matmul_peak_gflops(n: int = 1024, repeats: int = 20) -> float:
 def bare_loop(trial: TrialConfig, corpus_root: Path, steps: int) -> tuple[list[float], float]:
     """The same work as a DeepSpeed step, in plain PyTorch: forward, backward, clip, AdamW."""
     from training.data import TrialData, batch_indices
-    from training.deepspeed_loop import batch_loss, lr_lambda
+    from training.deepspeed_loop import lr_lambda
+    from training.losses import batch_loss
     from training.model import VoiceCloner, train_flops_per_step
 
     torch.manual_seed(trial.seed)

@@ -12,36 +12,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.config import EvalConfig, to_dict
+from eval.result import EvalFailure, EvalResult, JudgeOutcome
+from training.config import EvalConfig
 
 __all__ = ["Evaluator", "ExportJudge", "evaluate_on_ray"]
 
 
 @dataclass(frozen=True)
 class ExportJudge:
-    """Evaluate one export into `out_dir`. Picklable (plain fields), so it travels to Ray
-    workers inside the trial's config. A failed evaluation is a result, not a crash — it
-    returns {"error", "traceback"} and the trial is recorded as failed, while its training
-    (and the export) stays for the next run to judge again."""
+    """Evaluate one export into `out_dir`. Picklable, so it travels to Ray workers inside
+    the trial's loop config. A failed evaluation is a result, not a crash — it returns an
+    `EvalFailure` and the trial is recorded as failed, while its training (and the export)
+    stays for the next run to judge again."""
 
     corpus_root: str
     out_dir: str
-    eval_config: dict[str, Any]
+    eval_config: EvalConfig
 
-    def __call__(self, export_dir: Path) -> dict[str, Any]:
+    def __call__(self, export_dir: Path) -> JudgeOutcome:
         from eval.evaluate_checkpoint import evaluate_checkpoint
-        from training.config import from_dict
 
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
         try:
             return evaluate_checkpoint(
-                export_dir,
-                self.corpus_root,
-                self.out_dir,
-                cfg=from_dict(EvalConfig, self.eval_config, source="trial.eval"),
+                export_dir, self.corpus_root, self.out_dir, cfg=self.eval_config
             )
         except Exception as err:
-            return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()}
+            return EvalFailure(f"{type(err).__name__}: {err}", traceback.format_exc())
 
 
 class Evaluator:
@@ -54,15 +51,12 @@ class Evaluator:
         self._judges: dict[str, Any] = {}
 
     def evaluate(
-        self, export_dir: str, corpus_root: str, out_dir: str, eval_config: dict[str, Any]
-    ) -> dict[str, Any]:
-        import json
-
+        self, export_dir: str, corpus_root: str, out_dir: str, cfg: EvalConfig
+    ) -> EvalResult:
         from eval.evaluate_checkpoint import Judges, evaluate_checkpoint
-        from training.config import from_dict
+        from training.config import config_hash
 
-        cfg = from_dict(EvalConfig, eval_config)
-        key = json.dumps([eval_config, corpus_root], sort_keys=True)
+        key = f"{config_hash(cfg)}:{corpus_root}"
         if key not in self._judges:
             self._judges[key] = Judges.build(cfg, Path(corpus_root))
         return evaluate_checkpoint(
@@ -72,11 +66,9 @@ class Evaluator:
 
 def evaluate_on_ray(
     export_dir: Path, corpus_root: Path, out_dir: Path, cfg: EvalConfig, actor: Any = None
-) -> dict[str, Any]:
+) -> EvalResult:
     """Evaluate one export in a CPU actor (a new one unless `actor` is given)."""
     import ray
 
     actor = actor or ray.remote(num_cpus=1)(Evaluator).remote()
-    return ray.get(
-        actor.evaluate.remote(str(export_dir), str(corpus_root), str(out_dir), to_dict(cfg))
-    )
+    return ray.get(actor.evaluate.remote(str(export_dir), str(corpus_root), str(out_dir), cfg))

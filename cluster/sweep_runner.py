@@ -11,23 +11,27 @@ checkpoint; and rows and child runs are looked up by trial name before being wri
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from cluster.tracking import RECORDED_TAG, SweepTracker, record_key
 from cluster.tracking_queue import TrackingQueue
-from scaling.results import FINAL_STATUSES, SweepPaths, load_results, record_result, result_row
-from training.config import TrialConfig, config_hash, from_dict, to_dict
+from eval.result import EvalFailure, eval_from_json
+from store.outcome import TrainSummary, TrialOutcome, read_outcome, write_outcome
+from store.paths import SweepPaths
+from store.records import FINAL_STATUSES, ResultRow
+from store.results_file import load_results, record_result
+from training.config import TrialConfig, config_hash, to_dict
 
 __all__ = [
     "TRIAL_DRIVER_RESOURCES",
     "SweepRecorder",
+    "TrialTask",
     "run_trials",
     "trial_resources",
     "trial_trainable",
@@ -44,90 +48,79 @@ bundle non-empty, which Tune requires), on the head node."""
 # Inside Ray: one Tune trial
 
 
-def trial_trainable(tune_config: dict[str, Any], *, trials: dict[str, dict[str, Any]]) -> None:
-    """Tune function trainable for the trial named `tune_config["trial"]`. `trials` (bound
-    with `tune.with_parameters`) maps each name to {"name", "trial" (TrialConfig dict),
-    "sweep_dir", "corpus_root", "max_failures"}; everything a trial needs arrives here (no
-    globals), and Tune's table shows only the name."""
+@dataclass(frozen=True)
+class TrialTask:
+    """Everything one Tune trial needs, bound with `tune.with_parameters` (no globals): the
+    typed config travels as itself, pickled once into Ray's object store."""
+
+    trial: TrialConfig
+    sweep_dir: Path
+    corpus_root: Path
+    max_failures: int = 2
+
+
+def trial_trainable(tune_config: dict[str, Any], *, tasks: dict[str, TrialTask]) -> None:
+    """Tune function trainable for the trial named `tune_config["trial"]` (Tune's table
+    shows only the name)."""
     from ray import tune
 
-    config = trials[tune_config["trial"]]
-    trial = from_dict(TrialConfig, config["trial"], source=f"trial {config.get('name')}")
-    paths = SweepPaths(Path(config["sweep_dir"]))
-    outcome = read_outcome(paths.outcome(trial.name))
-    if outcome is None or outcome["status"] not in FINAL_STATUSES:
-        outcome = _train_and_evaluate(trial, paths, Path(config["corpus_root"]), config)
-        write_outcome(paths.outcome(trial.name), outcome)
+    task = tasks[tune_config["trial"]]
+    paths = SweepPaths(task.sweep_dir)
+    outcome = read_outcome(paths.outcome(task.trial.name))
+    if outcome is None or outcome.status not in FINAL_STATUSES:
+        outcome = _train_and_evaluate(task, paths)
+        write_outcome(paths.outcome(task.trial.name), outcome)
+    evaluation = outcome.eval
     tune.report(
         {
             "final": True,
-            "status": outcome["status"],
-            "val_loss": _number((outcome.get("train") or {}).get("val_loss")),
-            "sim": _number((outcome.get("eval") or {}).get("sim")),
-            "wer": _number((outcome.get("eval") or {}).get("wer")),
+            "status": outcome.status,
+            "val_loss": _number(outcome.train.val_loss),
+            "sim": _number(evaluation.sim if evaluation else None),
+            "wer": _number(evaluation.wer if evaluation else None),
         }
     )
 
 
-def _train_and_evaluate(
-    trial: TrialConfig, paths: SweepPaths, corpus_root: Path, config: dict[str, Any]
-) -> dict[str, Any]:
+def _train_and_evaluate(task: TrialTask, paths: SweepPaths) -> TrialOutcome:
     """Train, then judge the export in the process that wrote it (see `ExportJudge`)."""
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from cluster.evaluation import ExportJudge
     from cluster.trial_runner import run_any_trial
 
+    trial = task.trial
     started = time.perf_counter()
     eval_dir = paths.trial_dir(trial.name) / "eval"
     result = run_any_trial(
         trial,
-        corpus_root,
+        task.corpus_root,
         paths.trials,
-        max_failures=int(config.get("max_failures", 2)),
+        max_failures=task.max_failures,
         callbacks=[TuneReportCallback()],
-        on_export=ExportJudge(str(corpus_root), str(eval_dir), to_dict(trial.eval)),
+        on_export=ExportJudge(str(task.corpus_root), str(eval_dir), trial.eval),
     )
     train = dict(result.metrics)
-    evaluation = train.pop("eval", None)
-    outcome: dict[str, Any] = {
-        "trial": trial.name,
-        "config_hash": config_hash(trial),
-        "status": result.status,
-        "error": result.error,
-        "train": train,
-        "export_dir": str(result.export_dir) if result.export_dir else None,
-        "eval": None,
-    }
-    if result.status == "diverged":
-        outcome["error"] = None  # a result, not an error: `train.divergence` says why
-    if result.status == "done":
-        if not isinstance(evaluation, dict):
-            evaluation = {"error": "the trial finished without an evaluation of its export"}
-        if "error" in evaluation:  # trained but could not be judged: the next run judges it
-            outcome["status"] = "failed"
-            outcome["error"] = f"evaluation: {evaluation['error']}"
-            outcome["traceback"] = evaluation.get("traceback")
+    judged = eval_from_json(train.pop("eval", None))
+    outcome = TrialOutcome(
+        trial=trial.name,
+        config_hash=config_hash(trial),
+        status=result.status,
+        # A divergence is a result, not an error: `train.divergence` says why.
+        error=None if result.status == "diverged" else result.error,
+        train=TrainSummary.from_json(train),
+        export_dir=str(result.export_dir) if result.export_dir else None,
+    )
+    if outcome.status == "done":
+        if judged is None:
+            judged = EvalFailure("the trial finished without an evaluation of its export")
+        if isinstance(judged, EvalFailure):  # trained but not judged: the next run judges it
+            outcome = replace(
+                outcome.as_failed(f"evaluation: {judged.error}"), traceback=judged.traceback
+            )
         else:
-            outcome["eval"] = evaluation
-            outcome["eval_dir"] = str(eval_dir)
-    outcome["wall_seconds"] = time.perf_counter() - started
-    outcome["finished_at"] = time.time()
-    return outcome
-
-
-def read_outcome(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    return json.loads(path.read_text())
-
-
-def write_outcome(path: Path, outcome: dict[str, Any]) -> None:
-    """Atomic: a half-written outcome would look like a finished trial."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(outcome, indent=2, default=str))
-    tmp.replace(path)
+            outcome = replace(outcome, eval=judged, eval_dir=str(eval_dir))
+    return replace(outcome, wall_seconds=time.perf_counter() - started, finished_at=time.time())
 
 
 def _number(value: Any) -> float:
@@ -148,7 +141,7 @@ class SweepRecorder:
     paths: SweepPaths
     queue: TrackingQueue
     trials: dict[str, TrialConfig]
-    on_recorded: Callable[[dict[str, Any]], None] = lambda row: None
+    on_recorded: Callable[[ResultRow], None] = lambda row: None
     _rows_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _params(self, name: str) -> dict[str, Any]:
@@ -166,7 +159,7 @@ class SweepRecorder:
             f"step {metrics.get('step')} of {name}", lambda t: t.log_step(name, params, metrics)
         )
 
-    def finished(self, name: str, error: str | None = None) -> dict[str, Any] | None:
+    def finished(self, name: str, error: str | None = None) -> ResultRow | None:
         """Record trial `name` from its outcome.json (or as failed with `error`); None when
         it has neither (interrupted)."""
         trial = self.trials[name]
@@ -175,15 +168,14 @@ class SweepRecorder:
             # Stopped before it finished (Ctrl-C): not a result; the next run resumes it.
             self.queue.submit(f"stop of {name}", lambda t: t.stop_trial(name))
             return None
-        outcome = outcome or {"trial": name, "status": "failed", "error": error}
-        if error and outcome["status"] not in FINAL_STATUSES:
-            outcome = {**outcome, "status": "failed", "error": error}
-        outcome.setdefault("finished_at", time.time())
-        row = result_row(
-            trial,
-            outcome,
-            sweep_dir=self.paths.root,
-            mlflow_run_id=self.queue.tracker.run_ids.get(name),
+        if outcome is None:
+            outcome = TrialOutcome.failed(name, str(error), finished_at=time.time())
+        elif error and outcome.status not in FINAL_STATUSES:
+            outcome = outcome.as_failed(error)
+        if outcome.finished_at is None:
+            outcome = replace(outcome, finished_at=time.time())
+        row = outcome.row(
+            trial, sweep_dir=self.paths.root, mlflow_run_id=self.queue.tracker.run_ids.get(name)
         )
         with self._rows_lock:
             record_result(self.paths.results, row)
@@ -205,89 +197,51 @@ class SweepRecorder:
 
         self.queue.submit("reconciliation with results.jsonl", reconcile)
 
-    def _track(self, tracker: SweepTracker, row: dict[str, Any]) -> None:
+    def _track(self, tracker: SweepTracker, row: ResultRow) -> None:
         """MLflow's side of one row (in the tracking thread); fills in the row's run id."""
-        name = row["trial"]
-        outcome = read_outcome(self.paths.outcome(name)) or {}
+        name = row.trial
         run_id = tracker.record_trial(
             name,
             self._params(name),
-            final=_final_metrics(row),
-            artifacts=_artifacts(outcome),
-            tags=_final_tags(row),
+            final=row.mlflow_metrics(),
+            artifacts=_artifacts(read_outcome(self.paths.outcome(name))),
+            tags=row.mlflow_tags(),
             status=_run_status(row),
             record=_record(row),
         )
-        if row.get("mlflow_run_id") == run_id:
+        if row.mlflow_run_id == run_id:
             return
         with self._rows_lock:
             current = load_results(self.paths.results).get(name)
-            if current is not None and current.get("config_hash") == row.get("config_hash"):
-                record_result(self.paths.results, {**current, "mlflow_run_id": run_id})
+            if current is not None and current.config_hash == row.config_hash:
+                record_result(self.paths.results, replace(current, mlflow_run_id=run_id))
 
 
-def _run_status(row: dict[str, Any]) -> str:
-    return "FINISHED" if row["status"] in FINAL_STATUSES else "FAILED"
+def _run_status(row: ResultRow) -> str:
+    return "FINISHED" if row.final else "FAILED"
 
 
-def _record(row: dict[str, Any]) -> str:
-    return record_key(row["status"], row.get("finished_at"))
+def _record(row: ResultRow) -> str:
+    return record_key(row.status, row.finished_at)
 
 
-def _tracked(run: Any, row: dict[str, Any]) -> bool:
+def _tracked(run: Any, row: ResultRow) -> bool:
     return (
         run is not None
         and run.data.tags.get(RECORDED_TAG) == _record(row)
         and run.info.status == _run_status(row)
-        and row.get("mlflow_run_id") == run.info.run_id
+        and row.mlflow_run_id == run.info.run_id
     )
 
 
-def _final_metrics(row: dict[str, Any]) -> dict[str, Any]:
-    final = {
-        k: row.get(k)
-        for k in (
-            "val_loss",
-            "sim",
-            "wer",
-            "params",
-            "data_hours",
-            "data_utterances",
-            "steps",
-            "train_flops",
-            "train_seconds",
-            "eval_seconds",
-            "wall_seconds",
-            "failed_utterances",
-            "eval_val_loss",
-        )
-    }
-    for key in ("sim_ci", "wer_ci"):
-        if row.get(key):
-            final[f"{key}_low"], final[f"{key}_high"] = row[key]
-    divergence = row.get("divergence") or {}
-    final["diverged_at_step"] = divergence.get("step")
-    final["last_finite_train_loss"] = divergence.get("last_finite_train_loss")
-    return final
-
-
-def _final_tags(row: dict[str, Any]) -> dict[str, str]:
-    tags = {"status": row["status"], "config_hash": str(row.get("config_hash"))}
-    if row.get("divergence"):
-        tags["divergence"] = str(row["divergence"].get("reason"))
-    if row.get("error"):
-        tags["error"] = str(row["error"])[-4000:]
-    return tags
-
-
-def _artifacts(outcome: dict[str, Any]) -> dict[str, Path]:
+def _artifacts(outcome: TrialOutcome | None) -> dict[str, Path]:
     """Per-utterance JSONL, audio samples and metrics from evaluation, and the exported
     checkpoint (what promotion registers)."""
     out: dict[str, Path] = {}
-    if outcome.get("export_dir"):
-        out["checkpoint"] = Path(outcome["export_dir"])
-    if outcome.get("eval_dir"):
-        out["eval"] = Path(outcome["eval_dir"])
+    if outcome and outcome.export_dir:
+        out["checkpoint"] = Path(outcome.export_dir)
+    if outcome and outcome.eval_dir:
+        out["eval"] = Path(outcome.eval_dir)
     return out
 
 
@@ -364,25 +318,18 @@ def run_trials(
 
     # Longest first: the biggest model at the biggest budget is the sweep's critical path.
     ordered = sorted(trials, key=_estimated_cost, reverse=True)
-    configs = {
-        t.name: {
-            "name": t.name,
-            "trial": to_dict(t),
-            "sweep_dir": str(paths.root.resolve()),
-            "corpus_root": str(corpus_root),
-            "max_failures": max_failures,
-        }
-        for t in ordered
+    tasks = {
+        t.name: TrialTask(t, paths.root.resolve(), Path(corpus_root), max_failures) for t in ordered
     }
     # The trainable only drives the TorchTrainer, on the head node, so losing (or
     # pre-empting) a worker node never takes a trial's driver along; Ray Train then restarts
     # the workers from the last checkpoint.
     trainable = tune.with_resources(
-        tune.with_parameters(trial_trainable, trials=configs), TRIAL_DRIVER_RESOURCES
+        tune.with_parameters(trial_trainable, tasks=tasks), TRIAL_DRIVER_RESOURCES
     )
     tuner = tune.Tuner(
         trainable,
-        param_space={"trial": tune.grid_search(list(configs))},
+        param_space={"trial": tune.grid_search(list(tasks))},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=concurrency,
             # One trial-driver process serves trial after trial: its imports (Ray Train,

@@ -13,19 +13,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.config import ConfigError, TrialConfig, to_dict
+from store.records import Status
+from training.config import ConfigError, TrialConfig
 
 if TYPE_CHECKING:
     from training.deepspeed_loop import OnExport
 
-__all__ = ["TrialOutcome", "check_launchable", "run_any_trial", "run_baseline_trial", "run_trial"]
+__all__ = ["TrainingResult", "check_launchable", "run_any_trial", "run_baseline_trial", "run_trial"]
 
 
-@dataclass
-class TrialOutcome:
+@dataclass(frozen=True)
+class TrainingResult:
+    """What Ray handed back for one trial: its status, the final report's metrics (JSON, as
+    they crossed Ray), the export. `store.outcome.TrialOutcome` is built from it."""
+
     name: str
-    status: str
-    """done | diverged | failed"""
+    status: Status
     metrics: dict[str, Any]
     export_dir: Path | None
     """Directory holding the exported weights (model.safetensors + model_config.json)."""
@@ -35,15 +38,18 @@ class TrialOutcome:
 def check_launchable(
     trial: TrialConfig, *, cluster_cpus: float | None = None, cuda_available: bool | None = None
 ) -> None:
-    """Raise `ConfigError` naming the field if `trial` cannot run on this machine/cluster."""
+    """Raise `ConfigError` naming the field if `trial` cannot run on this machine/cluster.
+
+    Only what depends on the machine or cluster is checked here; rules of the config alone
+    (batch divisibility, fp16 without GPUs) hold already, checked when it was built."""
     import torch
 
     r, ds = trial.resources, trial.deepspeed
     cuda = torch.cuda.is_available() if cuda_available is None else cuda_available
-    if ds.precision == "fp16" and (r.gpus_per_worker == 0 or not cuda):
+    if trial.kind == "neural" and ds.precision == "fp16" and not cuda:
         raise ConfigError(
-            "deepspeed.precision: fp16 needs GPUs (DeepSpeed refuses fp16 on CPU);"
-            " use fp32, bf16 or auto"
+            "deepspeed.precision: fp16 needs GPUs, and this machine has no CUDA device"
+            " (DeepSpeed refuses fp16 on CPU); use fp32, bf16 or auto"
         )
     if r.gpus_per_worker > 0 and not cuda and not os.environ.get("RAY_ADDRESS"):
         raise ConfigError(
@@ -59,13 +65,6 @@ def check_launchable(
             f"resources.num_workers × resources.cpus_per_worker = {wanted:g} CPUs, "
             f"more than the {cpus:g} available"
         )
-    parts = r.num_workers * ds.gradient_accumulation_steps
-    if trial.training.batch_size % parts:
-        raise ConfigError(
-            f"training.batch_size={trial.training.batch_size} must be a multiple "
-            f"of resources.num_workers × deepspeed.gradient_accumulation_steps "
-            f"= {parts}"
-        )
 
 
 def run_trial(
@@ -76,7 +75,7 @@ def run_trial(
     max_failures: int = 2,
     callbacks: list[Any] | None = None,
     on_export: OnExport | None = None,
-) -> TrialOutcome:
+) -> TrainingResult:
     """Train `trial` with Ray Train + DeepSpeed; checkpoints and results go under `storage`.
 
     A run directory left by an earlier, interrupted attempt (same name, same storage) makes
@@ -86,7 +85,7 @@ def run_trial(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from training.deepspeed_loop import train_loop
+    from training.deepspeed_loop import LoopConfig, train_loop
 
     r = trial.resources
     resources = {"CPU": r.cpus_per_worker}
@@ -95,10 +94,9 @@ def run_trial(
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={
-            "trial": to_dict(trial),
-            "corpus_root": str(corpus_root),
-            "marker_dir": str(storage / trial.name / "markers"),
-            "on_export": on_export,
+            "loop": LoopConfig(
+                trial, str(corpus_root), str(storage / trial.name / "markers"), on_export
+            )
         },
         scaling_config=ScalingConfig(
             num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0, resources_per_worker=resources
@@ -114,18 +112,18 @@ def run_trial(
     try:
         result = trainer.fit()
     except Exception as err:
-        return TrialOutcome(trial.name, "failed", {}, None, error=f"{type(err).__name__}: {err}")
+        return TrainingResult(trial.name, "failed", {}, None, error=f"{type(err).__name__}: {err}")
     metrics = dict(result.metrics or {})
     status = metrics.get("status", "failed")
     export = None
     if result.checkpoint is not None and status == "done":
         export = Path(result.checkpoint.path)
-    return TrialOutcome(trial.name, status, metrics, export)
+    return TrainingResult(trial.name, status, metrics, export)
 
 
 def run_baseline_trial(
     trial: TrialConfig, corpus_root: Path, storage: Path, on_export: OnExport | None = None
-) -> TrialOutcome:
+) -> TrainingResult:
     """Fit the non-neural baseline as a Ray task (one CPU slot, no DeepSpeed), retried on
     worker loss like any Ray task; `on_export` judges the export in the same task."""
     import ray
@@ -139,9 +137,9 @@ def run_baseline_trial(
     try:
         metrics = ray.get(task.remote(trial, str(corpus_root), export, on_export))
     except Exception as err:  # a failed trial is a result, not a crash
-        return TrialOutcome(trial.name, "failed", {}, None, error=f"{type(err).__name__}: {err}")
+        return TrainingResult(trial.name, "failed", {}, None, error=f"{type(err).__name__}: {err}")
     status = metrics.get("status", "failed")
-    return TrialOutcome(trial.name, status, metrics, export if status == "done" else None)
+    return TrainingResult(trial.name, status, metrics, export if status == "done" else None)
 
 
 def _fit_baseline(
@@ -151,7 +149,7 @@ def _fit_baseline(
 
     metrics = train_baseline(trial, corpus_root, export)
     if on_export is not None and metrics.get("status") == "done":
-        metrics["eval"] = on_export(export)
+        metrics["eval"] = on_export(export).to_json()
     return metrics
 
 
@@ -163,7 +161,7 @@ def run_any_trial(
     max_failures: int = 2,
     callbacks: list[Any] | None = None,
     on_export: OnExport | None = None,
-) -> TrialOutcome:
+) -> TrainingResult:
     """Neural trials through Ray Train + DeepSpeed, the baseline as a Ray task."""
     if trial.kind == "baseline":
         return run_baseline_trial(trial, corpus_root, storage, on_export)

@@ -32,6 +32,7 @@ import torch
 from filelock import FileLock
 
 from eval.asr import Transcriber, make_transcriber
+from eval.result import EvalResult
 from eval.speaker_similarity import SpeakerEmbedder, cosine, make_embedder
 from eval.word_error_rate import utterance_wer
 from training.config import EvalConfig, FeatureConfig, to_dict
@@ -296,10 +297,10 @@ def evaluate_checkpoint(
     cfg: EvalConfig | None = None,
     judges: Judges | None = None,
     synthesizer: Synthesizer | None = None,
-) -> dict[str, Any]:
+) -> EvalResult:
     """Evaluate one export; write per_utterance.jsonl, metrics.json and samples/ to `out_dir`.
 
-    Returns the metrics: sim, wer, val_loss with CIs, failed_utterances, ceilings, timings.
+    Returns an `EvalResult`: sim, wer, val_loss with CIs, failed_utterances, ceilings, timings.
     `synthesizer` replaces the one loaded from `export_dir` (tests of degenerate models).
     Whatever the model outputs, this returns: an utterance that cannot be synthesised,
     vocoded or judged is a counted failure (`failed_utterances`, WER 1, SIM 0)."""
@@ -350,19 +351,19 @@ def evaluate_checkpoint(
     with (out_dir / "per_utterance.jsonl").open("w") as f:
         for record in records:
             f.write(json.dumps(record) + "\n")
-    metrics = {
+    result = EvalResult(
         **_aggregate(records, cfg.bootstrap),
-        "utterances": len(records),
-        "failed_utterances": sum(r["failed"] is not None for r in records),
-        "failure_reasons": _failure_reasons(records),
-        "ceilings": ceiling_scores,
-        "judges": judges.versions(),
-        "eval_config": to_dict(cfg),
-        "eval_seconds": time.perf_counter() - started,
-        "reference_seconds": reference_seconds,
-    }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    return metrics
+        utterances=len(records),
+        failed_utterances=sum(r["failed"] is not None for r in records),
+        failure_reasons=_failure_reasons(records),
+        ceilings=ceiling_scores,
+        judges=judges.versions(),
+        eval_config=to_dict(cfg),
+        eval_seconds=time.perf_counter() - started,
+        reference_seconds=reference_seconds,
+    )
+    (out_dir / "metrics.json").write_text(json.dumps(result.to_json(), indent=2))
+    return result
 
 
 def _reconstruction_l1(

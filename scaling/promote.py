@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scaling.results import load_results
+from store.lineage import git_commit
+from store.records import ResultRow
+from store.results_file import load_rows
 
 __all__ = ["MODEL_NAME", "Decision", "decide", "load_champion", "promote"]
 
@@ -38,26 +40,26 @@ class Decision:
 
 
 def eligible_rows(
-    rows: list[dict[str, Any]], sweep_dir: Path, metric: str, max_wer: float | None
-) -> tuple[list[dict[str, Any]], list[str]]:
+    rows: list[ResultRow], sweep_dir: Path, metric: str, max_wer: float | None
+) -> tuple[list[ResultRow], list[str]]:
     """Rows that may be promoted, and why each other row may not."""
     keep, excluded = [], []
     for row in rows:
         why = None
-        if row.get("status") != "done":
-            why = f"status {row.get('status')}"
-        elif not _finite(row.get(metric)):
+        if row.status != "done":
+            why = f"status {row.status}"
+        elif not _finite(row.metric(metric)):
             why = f"no {metric}"
-        elif max_wer is not None and not (_finite(row.get("wer")) and row["wer"] <= max_wer):
-            why = f"wer {row.get('wer')} > --max-wer {max_wer}"
-        elif row.get("failed_utterances"):
-            why = f"{row['failed_utterances']} utterances failed evaluation"
-        elif not row.get("checkpoint") or not (sweep_dir / row["checkpoint"]).is_dir():
+        elif max_wer is not None and not (_finite(row.wer) and row.wer <= max_wer):
+            why = f"wer {row.wer} > --max-wer {max_wer}"
+        elif row.failed_utterances:
+            why = f"{row.failed_utterances} utterances failed evaluation"
+        elif not row.checkpoint or not (sweep_dir / row.checkpoint).is_dir():
             why = "exported checkpoint missing"
-        elif not row.get("mlflow_run_id"):
+        elif not row.mlflow_run_id:
             why = "no MLflow run"
         if why:
-            excluded.append(f"{row.get('trial')}: {why}")
+            excluded.append(f"{row.trial}: {why}")
         else:
             keep.append(row)
     return keep, excluded
@@ -109,7 +111,7 @@ def promote(
     if metric not in HIGHER_IS_BETTER:
         raise PromotionError(f"--metric must be one of {sorted(HIGHER_IS_BETTER)}, got {metric!r}")
     sweep_dir = Path(sweep_dir)
-    rows = list(load_results(sweep_dir / "results.jsonl").values())
+    rows = load_rows(sweep_dir / "results.jsonl")
     if not rows:
         raise PromotionError(f"{sweep_dir / 'results.jsonl'}: no trials recorded yet")
     eligible, excluded = eligible_rows(rows, sweep_dir, metric, max_wer)
@@ -118,22 +120,23 @@ def promote(
             f"no eligible trial in {sweep_dir}: " + "; ".join(excluded or ["none"])
         )
     sign = 1 if HIGHER_IS_BETTER[metric] else -1
-    best = max(eligible, key=lambda r: sign * float(r[metric]))
-    export = sweep_dir / best["checkpoint"]
-    candidate = {**best, "checkpoint_sha256": checkpoint_sha256(export)}
+    best = max(eligible, key=lambda r: sign * float(r.metric(metric)))
+    export = sweep_dir / str(best.checkpoint)
+    # The registry's view of a contender: the row's fields plus the exported files' digest.
+    candidate = {**best.to_json(), "checkpoint_sha256": checkpoint_sha256(export)}
 
     uri = default_tracking_uri(runs_dir or sweep_dir.parent)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     champion = _current_champion(client, MlflowException)
     decision = decide(candidate, champion, metric)
-    print(f"candidate: {best['trial']} ({metric} {float(best[metric]):.4f}); {decision.reason}")
+    print(f"candidate: {best.trial} ({metric} {float(best.metric(metric)):.4f}); {decision.reason}")
     if dry_run or not decision.promote:
         if dry_run:
             print("dry run: registry unchanged")
         return decision
     version = _register(client, candidate, sweep_dir, metric, MlflowException)
     client.set_registered_model_alias(MODEL_NAME, ALIAS, version)
-    print(f"models:/{MODEL_NAME}@{ALIAS} → version {version} ({best['trial']})")
+    print(f"models:/{MODEL_NAME}@{ALIAS} → version {version} ({best.trial})")
     return decision
 
 
@@ -162,8 +165,6 @@ def _register(
     for version in client.search_model_versions(f"name = '{MODEL_NAME}'"):
         if version.tags.get("checkpoint_sha256") == row["checkpoint_sha256"]:
             return version.version
-    from scaling.sweep import git_commit
-
     tags = {
         "sweep": sweep_dir.name,
         "trial": row["trial"],

@@ -7,22 +7,18 @@ skipped, unfinished ones resume from their last checkpoint, failed ones are trie
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from scaling.results import (
-    FINAL_STATUSES,
-    ResultsError,
-    SweepPaths,
-    describe_seed_figure,
-    load_results,
-    repair_torn_tail,
-)
+from scaling.analysis import describe_seed_figure
+from store.lineage import git_commit
+from store.outcome import read_outcome
+from store.paths import SweepPaths
+from store.records import FINAL_STATUSES, ResultRow
+from store.results_file import ResultsError, load_results, load_rows, repair_torn_tail
 from training.config import ConfigError, SweepConfig, TrialConfig, config_hash, to_dict
 
 if TYPE_CHECKING:
@@ -54,27 +50,25 @@ class SweepPlan:
 def plan_sweep(sweep: SweepConfig, runs_dir: Path) -> SweepPlan:
     """Compare the grid with results.jsonl. A row made from a different configuration of the
     same trial name is an error: mixing them would corrupt the curves."""
-    from cluster.sweep_runner import read_outcome
-
     paths = SweepPaths(runs_dir / sweep.name)
     rows = load_results(paths.results)
     trials = sweep.trials()
     actions = {}
     for trial in trials:
         row = rows.get(trial.name)
-        if row is not None and row.get("config_hash") not in (None, config_hash(trial)):
+        if row is not None and row.config_hash not in (None, config_hash(trial)):
             raise ResultsError(
                 f"{paths.results}: trial {trial.name} was run with a different configuration "
-                f"(config_hash {row.get('config_hash')}, now {config_hash(trial)}); give the "
+                f"(config_hash {row.config_hash}, now {config_hash(trial)}); give the "
                 "sweep a new name, or delete that row to run it again"
             )
         outcome = read_outcome(paths.outcome(trial.name))
-        if row is not None and row["status"] in FINAL_STATUSES:
-            actions[trial.name] = f"skip ({row['status']})"
-        elif outcome is not None and outcome["status"] in FINAL_STATUSES:
+        if row is not None and row.final:
+            actions[trial.name] = f"skip ({row.status})"
+        elif outcome is not None and outcome.status in FINAL_STATUSES:
             actions[trial.name] = "record (finished)"
         elif row is not None:
-            actions[trial.name] = f"retry ({row['status']})"
+            actions[trial.name] = f"retry ({row.status})"
         elif paths.trial_dir(trial.name).exists():
             actions[trial.name] = "resume"
         else:
@@ -109,7 +103,7 @@ def run_sweep(
     EXIT_INTERRUPTED; EXIT_TRACKING_DOWN when MLflow stayed unreachable at the end, for
     `tracking_grace_s` seconds)."""
     from cluster.trial_runner import check_launchable
-    from scaling.runs_lock import runs_dir_lock
+    from store.runs_lock import runs_dir_lock
 
     for trial in sweep.trials():
         try:  # a config that cannot run fails before anything starts
@@ -127,8 +121,7 @@ def run_sweep(
         status = _run(plan, runs_dir, max_failures, tracking_grace_s)
         if status in (0, EXIT_TRACKING_DOWN):
             _write_report(plan.paths)
-            rows = list(load_results(plan.paths.results).values())
-            print("\n".join(describe_seed_figure(rows)), flush=True)
+            print("\n".join(describe_seed_figure(load_rows(plan.paths.results))), flush=True)
         if status == 0 and promote:
             from scaling.promote import promote as promote_best
 
@@ -165,9 +158,8 @@ def _run(plan: SweepPlan, runs_dir: Path, max_failures: int, grace_s: float) -> 
     trials = {t.name: t for t in plan.trials}
     total = len(plan.trials)
 
-    def announce(row: dict[str, Any]) -> None:
-        rows = load_results(plan.paths.results).values()
-        finished = sum(1 for r in rows if r["status"] in FINAL_STATUSES)
+    def announce(row: ResultRow) -> None:
+        finished = sum(1 for r in load_rows(plan.paths.results) if r.final)
         print(_progress_line(row, finished, total), flush=True)
 
     recorder = SweepRecorder(plan.paths, queue, trials, on_recorded=announce)
@@ -252,25 +244,25 @@ def _run_pending(plan: SweepPlan, recorder: SweepRecorder, max_failures: int) ->
 
 def _count(paths: SweepPaths, names: list[str] | None = None) -> dict[str, int]:
     rows = load_results(paths.results)
-    statuses = [r["status"] for r in rows.values()]
+    statuses = [r.status for r in rows.values()]
     counts = {s: statuses.count(s) for s in ("done", "diverged", "failed")}
     if names is not None:
         counts["missing"] = sum(1 for n in names if n not in rows)
     return counts
 
 
-def _progress_line(row: dict[str, Any], recorded: int, total: int) -> str:
+def _progress_line(row: ResultRow, recorded: int, total: int) -> str:
     def fmt(key: str) -> str:
-        value = row.get(key)
+        value = row.metric(key)
         return f"{value:.3f}" if isinstance(value, float) else "–"
 
-    seconds = row.get("wall_seconds") or 0
+    seconds = row.wall_seconds or 0
     text = (
-        f"[{recorded}/{total}] {row['trial']:<26} {row['status']:<8} val_loss {fmt('val_loss')} "
+        f"[{recorded}/{total}] {row.trial:<26} {row.status:<8} val_loss {fmt('val_loss')} "
         f"sim {fmt('sim')} wer {fmt('wer')} ({seconds:.0f} s)"
     )
-    if row.get("error"):
-        text += f"\n    error: {str(row['error']).splitlines()[-1][:300]}"
+    if row.error:
+        text += f"\n    error: {str(row.error).splitlines()[-1][:300]}"
     return text
 
 
@@ -290,22 +282,3 @@ def _write_report(paths: SweepPaths) -> None:
 
 def _lineage_tags(sweep: SweepConfig) -> dict[str, str]:
     return {"config_hash": config_hash(sweep), "git_commit": git_commit() or "unknown"}
-
-
-def git_commit() -> str | None:
-    """The checkout's commit (with `+dirty` when it has local changes), if it is a git tree."""
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("VOICESCALE_GIT_COMMIT")
-    return commit + ("+dirty" if dirty else "")

@@ -1,7 +1,7 @@
 """The training loop that runs on every Ray Train worker: DeepSpeed data parallelism.
 
-`train_loop(loop_config)` receives the `TrialConfig` as a dict (plus paths) and builds
-everything from it — no globals. Phases, each a small function:
+`train_loop` receives a `LoopConfig` (the typed `TrialConfig` itself, plus paths) and builds
+everything from it — no globals. Phases, each a small function over one `TrialRun`:
 
     load data → build model + DeepSpeed engine → restore from Ray's checkpoint (if any)
     → steps (validate / checkpoint / early stop at fixed intervals) → export → report.
@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -30,13 +30,13 @@ import torch.distributed as dist
 
 from training.checkpoint_digest import verify_manifests, write_manifest
 from training.config import TrialConfig
-from training.data import Batch, TrialData, batch_indices
-from training.model import VoiceCloner, count_parameters, sequence_mask, train_flops_per_step
+from training.data import TrialData, batch_indices
+from training.losses import batch_loss, validation_loss
+from training.model import VoiceCloner, count_parameters, train_flops_per_step
 from training.weights import export_model, parameter_digests, sync_buffers
 
 __all__ = [
     "TrainerState",
-    "batch_loss",
     "deepspeed_config",
     "lr_lambda",
     "total_steps",
@@ -45,10 +45,16 @@ __all__ = [
 
 STATE_FILE = "trainer_state.json"
 FINAL_METRICS = "final_metrics.json"
-_DURATION_WEIGHT = 0.1
 
-OnExport = Callable[[Path], dict[str, Any]]
-"""Called on rank 0 with the export directory; returns evaluation metrics (or an error)."""
+
+class Judgement(Protocol):
+    """What judging an export returns (`eval.result.EvalResult` or `EvalFailure`)."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+OnExport = Callable[[Path], Judgement]
+"""Called on rank 0 with the export directory; returns its judgement."""
 
 
 def total_steps(trial: TrialConfig, n_train: int) -> int:
@@ -82,12 +88,8 @@ def deepspeed_config(trial: TrialConfig, world_size: int, cuda: bool) -> dict[st
     """The DeepSpeed JSON config, derived from the typed config."""
     global_batch = trial.training.batch_size
     accumulation = trial.deepspeed.gradient_accumulation_steps
+    # TrialConfig guarantees the division is exact (and num_workers is the world size).
     micro = global_batch // (world_size * accumulation)
-    if micro < 1 or micro * world_size * accumulation != global_batch:
-        raise ValueError(
-            f"training.batch_size={global_batch} must be a multiple of num_workers "
-            f"({world_size}) × deepspeed.gradient_accumulation_steps ({accumulation})"
-        )
     precision = trial.deepspeed.precision
     if precision == "auto":
         precision = "bf16" if cuda else "fp32"
@@ -102,61 +104,6 @@ def deepspeed_config(trial: TrialConfig, world_size: int, cuda: bool) -> dict[st
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
-
-
-def batch_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-    """L1 on log-mel (masked) + duration MSE (+ the aligner's forward-sum loss when durations
-    are learned)."""
-    out = model(
-        batch.phonemes,
-        batch.phoneme_lens,
-        batch.ref_mel,
-        batch.ref_lens,
-        durations=batch.durations,
-        mel=batch.mel,
-        mel_lens=batch.mel_lens,
-    )
-    frame_mask = sequence_mask(batch.mel_lens, batch.mel.shape[1])[..., None]
-    l1 = ((out.mel.float() - batch.mel).abs() * frame_mask).sum() / (
-        frame_mask.sum() * batch.mel.shape[-1]
-    )
-    token_mask = sequence_mask(batch.phoneme_lens, batch.phonemes.shape[1])
-    target = torch.log1p(out.durations.float())
-    duration = (((out.log_durations.float() - target) ** 2) * token_mask).sum() / token_mask.sum()
-    loss = l1 + _DURATION_WEIGHT * duration + out.align_loss
-    return loss, {
-        "mel_l1": float(l1.detach()),
-        "duration_mse": float(duration.detach()),
-        "align_loss": float(out.align_loss.detach()),
-    }
-
-
-@torch.no_grad()
-def validation_loss(
-    model: torch.nn.Module, data: TrialData, device: torch.device, rank: int, world: int
-) -> float:
-    """Held-out L1 on log-mel (held-out speakers, their prompt as reference), frame-weighted
-    and summed across data-parallel ranks so every rank gets the same number."""
-    model.eval()
-    total = torch.zeros(2, dtype=torch.float64)
-    for batch in data.val_batches(16, shard=rank, shards=world):
-        batch = batch.to(device)
-        out = model(
-            batch.phonemes,
-            batch.phoneme_lens,
-            batch.ref_mel,
-            batch.ref_lens,
-            durations=batch.durations,
-            mel=batch.mel,
-            mel_lens=batch.mel_lens,
-        )
-        mask = sequence_mask(batch.mel_lens, batch.mel.shape[1])[..., None]
-        total[0] += float(((out.mel.float() - batch.mel).abs() * mask).sum())
-        total[1] += float(mask.sum()) * batch.mel.shape[-1]
-    model.train()
-    if world > 1:
-        dist.all_reduce(total)
-    return float(total[0] / total[1])
 
 
 @dataclass
@@ -189,49 +136,67 @@ class TrainerState:
 # The loop
 
 
-def train_loop(loop_config: dict[str, Any]) -> None:
-    """Ray Train worker entry point. `loop_config`: {"trial": dict, "corpus_root": str,
-    "marker_dir": str (for one-shot failure injection), "on_export": optional callable}.
+@dataclass(frozen=True)
+class LoopConfig:
+    """What `train_loop` receives on every worker (Ray Train's `train_loop_config` is
+    `{"loop": LoopConfig}`): the typed trial itself, pickled, never a dict round trip."""
 
-    `on_export(export_dir) -> dict` runs on rank 0 once the final weights are written and
-    before they are reported; its result is reported as the final metrics' "eval" (the sweep
-    judges the export here, in the process that already holds torch and the data, instead of
-    starting another one)."""
+    trial: TrialConfig
+    corpus_root: str
+    marker_dir: str | None = None
+    """Where one-shot failure injection leaves its marker (tests and drills)."""
+    on_export: OnExport | None = None
+    """Runs on rank 0 once the final weights are written, before they are reported; its
+    result is reported as the final metrics' "eval" (the sweep judges the export here, in
+    the process that already holds torch and the data, instead of starting another one)."""
+
+
+@dataclass
+class TrialRun:
+    """One attempt of one trial on one rank: the engine, the data and the resumable state."""
+
+    loop: LoopConfig
+    engine: Any
+    data: TrialData
+    state: TrainerState
+    steps: int
+    rank: int
+    world: int
+    device: torch.device
+    timing: dict[str, Any]
+    """Where this attempt's time goes (for the benchmark; not carried across restarts)."""
+
+    @property
+    def trial(self) -> TrialConfig:
+        return self.loop.trial
+
+
+def train_loop(train_loop_config: dict[str, LoopConfig]) -> None:
+    """Ray Train worker entry point: train, export, judge (rank 0) and report."""
     import ray.train
 
-    trial = TrialConfig.from_dict(loop_config["trial"])
+    loop = train_loop_config["loop"]
+    trial = loop.trial
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    on_export = loop_config.get("on_export")
-    if _report_finished_export(rank, on_export):
+    if _report_finished_export(rank, loop.on_export):
         return
     torch.manual_seed(trial.seed)
     started = time.perf_counter()
-    data = TrialData.load(trial, loop_config["corpus_root"])
+    data = TrialData.load(trial, loop.corpus_root)
     loaded = time.perf_counter()
     engine, device = _build_engine(trial, data, world)
     state = _restore(engine)
-    # Where this attempt's time goes (for the benchmark; not carried across restarts).
     timing = {
         "data_load_s": loaded - started,
         "engine_init_s": time.perf_counter() - loaded,
         "step_s": [],
     }
-    steps = total_steps(trial, len(data.train))
+    run = TrialRun(
+        loop, engine, data, state, total_steps(trial, len(data.train)), rank, world, device, timing
+    )
     try:
-        status = _run_steps(
-            engine,
-            trial,
-            data,
-            state,
-            steps,
-            rank,
-            world,
-            device,
-            loop_config.get("marker_dir"),
-            timing["step_s"],
-        )
-        _finish(engine, trial, data, state, steps, status, rank, world, timing, on_export)
+        _finish(run, _run_steps(run))
     finally:
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
@@ -286,7 +251,7 @@ def _report_finished_export(rank: int, on_export: OnExport | None = None) -> boo
                 shutil.copytree(directory, copy, dirs_exist_ok=True)
                 evaluated = isinstance(metrics.get("eval"), dict) and "error" not in metrics["eval"]
                 if on_export is not None and metrics["status"] == "done" and not evaluated:
-                    metrics["eval"] = on_export(Path(copy))
+                    metrics["eval"] = on_export(Path(copy)).to_json()
                     (Path(copy) / FINAL_METRICS).write_text(json.dumps(metrics))
             report = ray.train.Checkpoint.from_directory(copy) if rank == 0 else None
             name = "export" if metrics["status"] == "done" else metrics["status"]
@@ -308,23 +273,15 @@ def _restore(engine) -> TrainerState:
     return state
 
 
-def _run_steps(
-    engine,
-    trial: TrialConfig,
-    data: TrialData,
-    state: TrainerState,
-    steps: int,
-    rank: int,
-    world: int,
-    device: torch.device,
-    marker_dir: str | None,
-    step_times: list[float],
-) -> str:
+def _run_steps(run: TrialRun) -> str:
+    """Train to the step budget (or early stop / divergence); returns the stop reason."""
+    engine, trial, data, state, steps = run.engine, run.trial, run.data, run.state, run.steps
+    rank, world, device, step_times = run.rank, run.world, run.device, run.timing["step_s"]
     micro = engine.train_micro_batch_size_per_gpu()
     accumulation = engine.gradient_accumulation_steps()
     while state.step < steps:
         step = state.step
-        _maybe_inject_failure(trial, step, marker_dir)
+        _maybe_inject_failure(trial, step, run.loop.marker_dir)
         started = time.perf_counter()
         indices = batch_indices(
             len(data.train), data.lengths, trial.training.batch_size, trial.seed, step
@@ -450,18 +407,7 @@ def _maybe_inject_failure(trial: TrialConfig, step: int, marker_dir: str | None)
     raise RuntimeError(f"injected failure at step {at} (training.inject_failure_at_step)")
 
 
-def _finish(
-    engine,
-    trial: TrialConfig,
-    data: TrialData,
-    state: TrainerState,
-    steps: int,
-    status: str,
-    rank: int,
-    world: int,
-    timing: dict[str, Any],
-    on_export: OnExport | None = None,
-) -> None:
+def _finish(run: TrialRun, status: str) -> None:
     """Export the final weights (rank 0), judge them (`on_export`), and report the trial's
     final metrics with the export. A diverged trial reports its final metrics too (with
     the step, the last finite loss and why) but no weights: they are not finite. Either way
@@ -469,6 +415,7 @@ def _finish(
     the last report *with* a checkpoint."""
     import ray.train
 
+    engine, trial, data, state, world = run.engine, run.trial, run.data, run.state, run.world
     diverged = status == "diverged"
     counts = count_parameters(engine.module)
     if not diverged:
@@ -479,7 +426,7 @@ def _finish(
         "status": "diverged" if diverged else "done",
         "stop_reason": status,
         "steps": state.step,
-        "steps_budget": steps,
+        "steps_budget": run.steps,
         # The exported (final) model's held-out loss, and the best seen during training.
         "val_loss": None if diverged else state.last_val_loss,
         "best_val_loss": state.best_val_loss,
@@ -503,15 +450,15 @@ def _finish(
         # Data parallelism keeps one model: every rank must hold identical weights.
         "replicas_in_sync": len(set(digests)) == 1,
         "parameter_digests": digests,
-        "timing": _timing_summary(timing),
+        "timing": _timing_summary(run.timing),
     }
     with tempfile.TemporaryDirectory() as directory:
         checkpoint = None
-        if rank == 0:
+        if run.rank == 0:
             if not diverged:
                 export_model(engine.module, trial, data, Path(directory))
-                if on_export is not None:
-                    metrics["eval"] = on_export(Path(directory))
+                if run.loop.on_export is not None:
+                    metrics["eval"] = run.loop.on_export(Path(directory)).to_json()
             (Path(directory) / FINAL_METRICS).write_text(json.dumps(metrics))
             checkpoint = ray.train.Checkpoint.from_directory(directory)
         name = "diverged" if diverged else "export"

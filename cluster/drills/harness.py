@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.tracking import RECORDED_TAG, record_key
-from scaling.results import load_results
+from store.results_file import load_results
 
 __all__ = [
     "Check",
@@ -228,11 +228,48 @@ def run_sweep(
 
 
 # ---------------------------------------------------------------------------------------------
+# The drill trial and its checkpoints
+
+TRIAL = "xs-u64-seed0"
+KILL_STEPS, KILL_CHECKPOINT_EVERY = 300, 50
+# One xs trial long enough (~20 s of steps on one core) to be hit mid-training, checkpointed
+# every 50 steps, judged on one sentence per held-out voice.
+KILL_TRIAL = [
+    "grid.model_sizes=[xs]",
+    "grid.data_budgets=[{utterances: 64}]",
+    f"trial.training.steps={KILL_STEPS}",
+    f"trial.training.checkpoint_every={KILL_CHECKPOINT_EVERY}",
+    "trial.training.eval_every=100",
+    "trial.eval.sentences_per_speaker=1",
+    "trial.eval.bootstrap=20",
+    "trial.eval.audio_samples=0",
+]
+
+
+def checkpoints(runs: Path, sweep: str, trial: str = TRIAL) -> list[str]:
+    """The trial's checkpoints Ray Train has registered (and would resume from): a directory
+    on disk is not enough — a worker killed before its report reached the controller leaves
+    one that a restart ignores."""
+    snapshot = runs / sweep / "trials" / trial / "checkpoint_manager_snapshot.json"
+    try:
+        results = json.loads(snapshot.read_text())["checkpoint_results"]
+    except (OSError, json.JSONDecodeError, KeyError):
+        return []
+    names = (r.get("checkpoint_dir_name", "") for r in results)
+    return sorted(n for n in names if n.startswith("step"))
+
+
+def has_checkpoint(runs: Path, sweep: str, step: int) -> Callable[[], bool]:
+    return lambda: any(int(n[4:]) >= step for n in checkpoints(runs, sweep))
+
+
+# ---------------------------------------------------------------------------------------------
 # The books: rows and MLflow runs
 
 
 def rows(runs: Path, sweep: str) -> dict[str, dict[str, Any]]:
-    return load_results(runs / sweep / "results.jsonl")
+    """The sweep's rows as results.jsonl holds them (validated by the same reader)."""
+    return {n: r.to_json() for n, r in load_results(runs / sweep / "results.jsonl").items()}
 
 
 def count_rows(runs: Path, sweep: str) -> int:

@@ -11,11 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from cluster.drills.harness import (
+    KILL_CHECKPOINT_EVERY,
+    TRIAL,
     DrillResult,
     SweepProcess,
     books_check,
     count_rows,
     count_runs,
+    has_checkpoint,
     rows,
     sqlite_uri,
     wait_for,
@@ -68,8 +71,6 @@ def _training_workers() -> list[int]:
 def node_loss(work: Path, reference: float, overrides: list[str]) -> DrillResult:
     from ray.cluster_utils import Cluster
 
-    from cluster.drills.scenarios import KILL_CHECKPOINT_EVERY, TRIAL, _has_checkpoint
-
     result = DrillResult(
         "node loss",
         "3-node Ray cluster (token auth): the worker node running the trial removed mid-trial",
@@ -83,7 +84,7 @@ def node_loss(work: Path, reference: float, overrides: list[str]) -> DrillResult
         env = {"RAY_ADDRESS": cluster.address, "RAY_AUTH_MODE": "token"}
         sweep = SweepProcess(runs, overrides, env=env)
         try:
-            wait_for(_has_checkpoint(runs, name, KILL_CHECKPOINT_EVERY), 300, "a checkpoint")
+            wait_for(has_checkpoint(runs, name, KILL_CHECKPOINT_EVERY), 300, "a checkpoint")
             hosts = [_node_of(pid, workers) for pid in _training_workers()]
             hosts = [h for h in hosts if h is not None]
             result.check("the trial's worker runs on a worker node", len(hosts) == 1, hosts)

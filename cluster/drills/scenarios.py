@@ -17,12 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from cluster.drills.harness import (
+    KILL_CHECKPOINT_EVERY,
+    KILL_TRIAL,
+    TRIAL,
     DrillResult,
     SweepProcess,
     books_check,
+    checkpoints,
     count_rows,
     count_runs,
     descendants_named,
+    has_checkpoint,
     mlflow_runs,
     mlflow_server,
     rows,
@@ -35,42 +40,11 @@ from cluster.tracking import CLOSED_TAG
 
 __all__ = ["DRILLS", "KILL_TRIAL", "diverge", "kills", "node_loss", "outage", "tamper", "torn"]
 
-TRIAL = "xs-u64-seed0"
-KILL_STEPS, KILL_CHECKPOINT_EVERY = 300, 50
-# One xs trial long enough (~20 s of steps on one core) to be hit mid-training, checkpointed
-# every 50 steps, judged on one sentence per held-out voice.
-KILL_TRIAL = [
-    "grid.model_sizes=[xs]",
-    "grid.data_budgets=[{utterances: 64}]",
-    f"trial.training.steps={KILL_STEPS}",
-    f"trial.training.checkpoint_every={KILL_CHECKPOINT_EVERY}",
-    "trial.training.eval_every=100",
-    "trial.eval.sentences_per_speaker=1",
-    "trial.eval.bootstrap=20",
-    "trial.eval.audio_samples=0",
-]
 QUICK_EVAL = ["trial.eval.sentences_per_speaker=1", "trial.eval.bootstrap=20"]
 
 
 def _sweep(name: str, *overrides: str, baseline: bool = False) -> list[str]:
     return [f"name={name}", *KILL_TRIAL, f"grid.baseline={str(baseline).lower()}", *overrides]
-
-
-def _checkpoints(runs: Path, sweep: str, trial: str = TRIAL) -> list[str]:
-    """The trial's checkpoints Ray Train has registered (and would resume from): a directory
-    on disk is not enough — a worker killed before its report reached the controller leaves
-    one that a restart ignores."""
-    snapshot = runs / sweep / "trials" / trial / "checkpoint_manager_snapshot.json"
-    try:
-        results = json.loads(snapshot.read_text())["checkpoint_results"]
-    except (OSError, json.JSONDecodeError, KeyError):
-        return []
-    names = (r.get("checkpoint_dir_name", "") for r in results)
-    return sorted(n for n in names if n.startswith("step"))
-
-
-def _has_checkpoint(runs: Path, sweep: str, step: int) -> Callable[[], bool]:
-    return lambda: any(int(n[4:]) >= step for n in _checkpoints(runs, sweep))
 
 
 def reference_loss(work: Path) -> float:
@@ -101,14 +75,14 @@ def kills(work: Path) -> DrillResult:
     runs, name = work / "kills", "kills"
     sweep = SweepProcess(runs, _sweep(name, baseline=True))
     try:
-        wait_for(_has_checkpoint(runs, name, KILL_CHECKPOINT_EVERY), 300, "the first checkpoint")
+        wait_for(has_checkpoint(runs, name, KILL_CHECKPOINT_EVERY), 300, "the first checkpoint")
         workers = descendants_named(sweep.pid, "RayTrainWorker")
         result.check("found the trial's RayTrainWorker process", len(workers) == 1, workers)
         for pid in workers:
             os.kill(pid, signal.SIGKILL)
         refused_after = _second_sweep_is_refused(result, runs, name, sweep.pid)
-        later = int(_checkpoints(runs, name)[-1][4:]) + KILL_CHECKPOINT_EVERY
-        wait_for(_has_checkpoint(runs, name, later), 300, f"checkpoint {later} after the restart")
+        later = int(checkpoints(runs, name)[-1][4:]) + KILL_CHECKPOINT_EVERY
+        wait_for(has_checkpoint(runs, name, later), 300, f"checkpoint {later} after the restart")
         result.rows_before = count_rows(runs, name)
         result.runs_before = count_runs(sqlite_uri(runs), name)
         before = rows(runs, name)
@@ -260,13 +234,13 @@ def _diverge_after_checkpoint(result: DrillResult, work: Path) -> str:
     code, _log = run_sweep(runs, overrides)
     row = rows(runs, name).get(TRIAL, {})
     step = (row.get("divergence") or {}).get("step")
-    checkpoints = _checkpoints(runs, name)
+    saved = checkpoints(runs, name)
     result.check(
         "diverging after a checkpoint is recorded as diverged too",
-        code == 0 and row.get("status") == "diverged" and checkpoints and step > 1,
-        f"exit {code}, status {row.get('status')}, step {step}, checkpoints {checkpoints}",
+        code == 0 and row.get("status") == "diverged" and saved and step > 1,
+        f"exit {code}, status {row.get('status')}, step {step}, checkpoints {saved}",
     )
-    return f"{row.get('status')} at step {step} after checkpoint {checkpoints[:1]}"
+    return f"{row.get('status')} at step {step} after checkpoint {saved[:1]}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,7 +367,7 @@ def tamper(work: Path) -> DrillResult:
     overrides = _sweep(name)
     sweep = SweepProcess(runs, overrides)
     try:
-        wait_for(_has_checkpoint(runs, name, KILL_CHECKPOINT_EVERY), 300, "the first checkpoint")
+        wait_for(has_checkpoint(runs, name, KILL_CHECKPOINT_EVERY), 300, "the first checkpoint")
         sweep.kill(signal.SIGKILL)
     finally:
         sweep.end()

@@ -13,7 +13,9 @@ import pytest
 from cluster.sweep_runner import SweepRecorder
 from cluster.tracking import CLOSED_TAG, RECORDED_TAG, SweepTracker
 from cluster.tracking_queue import TrackingQueue
-from scaling.results import SweepPaths, load_results
+from store.outcome import read_outcome
+from store.paths import SweepPaths
+from store.results_file import load_results, record_result
 from training.config import TrialConfig
 
 
@@ -109,7 +111,7 @@ def test_a_trial_is_recorded_in_mlflow_once_however_often_it_is_recorded(store) 
     first.started(trial.name)
     row = first.finished(trial.name)
     assert first.queue.drain(30) is None
-    run_id = load_results(paths.results)[trial.name]["mlflow_run_id"]
+    run_id = load_results(paths.results)[trial.name].mlflow_run_id
     assert run_id and row is not None
 
     # The row is lost (say, torn by a crash) while MLflow holds the complete run: the next
@@ -119,7 +121,7 @@ def test_a_trial_is_recorded_in_mlflow_once_however_often_it_is_recorded(store) 
     second.finished(trial.name)
     second.reconcile()
     assert second.queue.drain(30) is None
-    assert load_results(paths.results)[trial.name]["mlflow_run_id"] == run_id
+    assert load_results(paths.results)[trial.name].mlflow_run_id == run_id
 
     client = second.queue.tracker.client
     run = client.get_run(run_id)
@@ -138,17 +140,13 @@ def test_reconcile_records_rows_mlflow_never_saw(store) -> None:
     trial, paths, uri = store
     offline = recorder_for(trial, paths, uri)
     offline.queue.drain(30)
-    from scaling.results import record_result, result_row
-
-    outcome = json.loads(paths.outcome(trial.name).read_text())
-    record_result(
-        paths.results, result_row(trial, outcome, sweep_dir=paths.root, mlflow_run_id=None)
-    )
+    outcome = read_outcome(paths.outcome(trial.name))
+    record_result(paths.results, outcome.row(trial, sweep_dir=paths.root, mlflow_run_id=None))
     later = recorder_for(trial, paths, uri)
     later.reconcile()
     assert later.queue.drain(30) is None
     row = load_results(paths.results)[trial.name]
-    run = later.queue.tracker.client.get_run(row["mlflow_run_id"])
+    run = later.queue.tracker.client.get_run(row.mlflow_run_id)
     assert run.data.metrics["val_loss"] == 0.8 and run.info.status == "FINISHED"
 
 
@@ -181,6 +179,6 @@ def test_a_retried_trial_gets_its_new_result_recorded(store) -> None:
     retry.finished(trial.name)
     assert retry.queue.drain(30) is None
     row = load_results(paths.results)[trial.name]
-    run = retry.queue.tracker.client.get_run(row["mlflow_run_id"])
-    assert row["status"] == "done" and run.info.status == "FINISHED"
+    run = retry.queue.tracker.client.get_run(row.mlflow_run_id)
+    assert row.status == "done" and run.info.status == "FINISHED"
     assert run.data.metrics["val_loss"] == 0.8 and run.data.tags["status"] == "done"

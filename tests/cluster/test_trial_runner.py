@@ -23,7 +23,6 @@ from training.config import (
     ResourcesConfig,
     TrainingConfig,
     TrialConfig,
-    to_dict,
 )
 from training.inference import Synthesizer
 
@@ -119,7 +118,7 @@ def test_export_is_judged_in_the_trial_and_a_failed_judgement_is_redone_without_
     """Rank 0 judges the export before reporting it (rank 1 waits at the report); a judgement
     that failed is redone by the next run of the same trial from its export, not retrained."""
     trial = smoke_trial(smoke_corpus)
-    cfg = to_dict(EvalConfig(sentences_per_speaker=1, bootstrap=50, audio_samples=1))
+    cfg = EvalConfig(sentences_per_speaker=1, bootstrap=50, audio_samples=1)
     out = tmp_path / "eval"
     broken = ExportJudge(str(tmp_path / "no-such-corpus"), str(out), cfg)
     first = run_trial(trial, smoke_corpus, tmp_path, max_failures=0, on_export=broken)

@@ -20,7 +20,8 @@ from training.config import (
     TrialConfig,
 )
 from training.data import TrialData, batch_indices
-from training.deepspeed_loop import batch_loss, lr_lambda
+from training.deepspeed_loop import lr_lambda
+from training.losses import batch_loss
 from training.model import VoiceCloner
 from training.weights import export_model
 

@@ -69,20 +69,20 @@ def test_degenerate_mel_is_a_counted_failure(
         return output() if durations is None else untrained.predict_mel(ids, ref, durations)
 
     metrics = evaluate_with(predict, untrained, untrained_export, smoke_corpus, judges, tmp_path)
-    assert metrics["failed_utterances"] == metrics["utterances"] > 0
-    assert metrics["wer"] == 1.0 and metrics["sim"] == 0.0
+    assert metrics.failed_utterances == metrics.utterances > 0
+    assert metrics.wer == 1.0 and metrics.sim == 0.0
     rows = [json.loads(line) for line in (tmp_path / "per_utterance.jsonl").open()]
     assert all(r["failed"].startswith(reason) for r in rows), {r["failed"] for r in rows}
-    assert math.isfinite(metrics["val_loss"]), "teacher forcing still measured the model"
+    assert math.isfinite(metrics.val_loss), "teacher forcing still measured the model"
 
 
 def test_a_model_that_raises_is_a_counted_failure(
     untrained, untrained_export, smoke_corpus, judges, tmp_path
 ):
     metrics = evaluate_with(raises, untrained, untrained_export, smoke_corpus, judges, tmp_path)
-    assert metrics["failed_utterances"] == metrics["utterances"]
-    assert metrics["val_loss"] == math.inf, "a model that cannot reconstruct has infinite loss"
-    assert metrics["failure_reasons"] == {"synthesis error": metrics["utterances"]}
+    assert metrics.failed_utterances == metrics.utterances
+    assert metrics.val_loss == math.inf, "a model that cannot reconstruct has infinite loss"
+    assert metrics.failure_reasons == {"synthesis error": metrics.utterances}
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_degenerate_durations_from_a_real_model(
     metrics = evaluate_checkpoint(
         broken, smoke_corpus, tmp_path / "out", cfg=EVAL_CFG, judges=judges
     )
-    assert metrics["failed_utterances"] == metrics["utterances"]
+    assert metrics.failed_utterances == metrics.utterances
     rows = [json.loads(line) for line in (tmp_path / "out" / "per_utterance.jsonl").open()]
     assert all(r["failed"].startswith(reason) for r in rows), {r["failed"] for r in rows}
 

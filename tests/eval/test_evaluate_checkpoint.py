@@ -24,24 +24,24 @@ def test_trained_beats_untrained_with_non_overlapping_intervals(
     untrained = evaluate_checkpoint(
         untrained_export, smoke_corpus, tmp_path / "u", cfg=CFG, judges=judges
     )
-    assert trained["sim_ci"][0] > untrained["sim_ci"][1], (trained["sim_ci"], untrained["sim_ci"])
-    assert trained["wer_ci"][1] < untrained["wer_ci"][0], (trained["wer_ci"], untrained["wer_ci"])
-    assert trained["val_loss_ci"][1] < untrained["val_loss_ci"][0]
+    assert trained.sim_ci[0] > untrained.sim_ci[1], (trained.sim_ci, untrained.sim_ci)
+    assert trained.wer_ci[1] < untrained.wer_ci[0], (trained.wer_ci, untrained.wer_ci)
+    assert trained.val_loss_ci[1] < untrained.val_loss_ci[0]
     # The same judges on real audio are far better: ceilings bound what models can reach.
-    ceilings = trained["ceilings"]
-    assert ceilings["ground_truth_sim"] > trained["sim"]
-    assert ceilings["ground_truth_wer"] < trained["wer"]
+    ceilings = trained.ceilings
+    assert ceilings["ground_truth_sim"] > trained.sim
+    assert ceilings["ground_truth_wer"] < trained.wer
     assert ceilings["vocoded_ground_truth_wer"] <= 0.3
 
 
 def test_outputs_per_utterance_records_and_samples(trained_export, smoke_corpus, judges, tmp_path):
     metrics = evaluate_checkpoint(trained_export, smoke_corpus, tmp_path, cfg=CFG, judges=judges)
     rows = [json.loads(line) for line in (tmp_path / "per_utterance.jsonl").open()]
-    assert len(rows) == metrics["utterances"] == 4 * 4  # 4 held-out voices × 4 sentences
+    assert len(rows) == metrics.utterances == 4 * 4  # 4 held-out voices × 4 sentences
     assert {"text", "transcript", "wer", "sim", "l1_sum", "generated_seconds"} <= set(rows[0])
     assert all(r["prompt"] != r["id"] for r in rows)
     assert len(list((tmp_path / "samples").glob("*.wav"))) == 2
-    assert json.loads((tmp_path / "metrics.json").read_text())["wer"] == metrics["wer"]
+    assert json.loads((tmp_path / "metrics.json").read_text())["wer"] == metrics.wer
 
 
 def test_a_checkpoint_producing_nan_is_scored_worst_and_counted(
@@ -54,11 +54,11 @@ def test_a_checkpoint_producing_nan_is_scored_worst_and_counted(
     save_file(weights, str(broken / "model.safetensors"))
     (broken / "model_config.json").write_text((trained_export / "model_config.json").read_text())
     metrics = evaluate_checkpoint(broken, smoke_corpus, tmp_path / "out", cfg=CFG, judges=judges)
-    assert metrics["failed_utterances"] == metrics["utterances"]
-    assert metrics["wer"] == 1.0 and metrics["sim"] == 0.0
+    assert metrics.failed_utterances == metrics.utterances
+    assert metrics.wer == 1.0 and metrics.sim == 0.0
     rows = [json.loads(line) for line in (tmp_path / "out" / "per_utterance.jsonl").open()]
     assert all(r["failed"] == "NaN or infinite mel" for r in rows)
-    assert metrics["failure_reasons"] == {"NaN or infinite mel": metrics["utterances"]}
+    assert metrics.failure_reasons == {"NaN or infinite mel": metrics.utterances}
 
 
 @pytest.mark.parametrize(

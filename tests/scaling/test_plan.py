@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from cluster.sweep_runner import max_concurrency, write_outcome
+from cluster.sweep_runner import max_concurrency
 from scaling.promote import decide, eligible_rows
-from scaling.results import ResultsError, SweepPaths, load_results, record_result
 from scaling.sweep import plan_sweep
+from store.outcome import TrialOutcome, write_outcome
+from store.paths import SweepPaths
+from store.records import ResultRow
+from store.results_file import ResultsError, load_results, record_result
 from training.config import (
     ConfigError,
     ResourcesConfig,
@@ -28,18 +31,21 @@ def smoke() -> SweepConfig:
     return load_config(SweepConfig, REPO / "configs" / "sweeps" / "smoke.yaml")
 
 
-def row(trial, status: str = "done", **extra) -> dict:
-    return {"trial": trial.name, "status": status, "config_hash": config_hash(trial), **extra}
+def row(trial, status: str = "done", **extra) -> ResultRow:
+    extra.setdefault("config_hash", config_hash(trial))
+    return ResultRow(trial=trial.name, status=status, **extra)
 
 
 def test_record_result_appends_then_replaces_a_retried_trial(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
-    record_result(path, {"trial": "a", "status": "failed", "val_loss": float("nan")})
-    record_result(path, {"trial": "b", "status": "done"})
-    record_result(path, {"trial": "a", "status": "done", "val_loss": 0.5})
+    record_result(path, ResultRow(trial="a", status="failed", val_loss=float("nan")))
+    record_result(path, ResultRow(trial="b", status="done"))
+    record_result(path, ResultRow(trial="a", status="done", val_loss=0.5))
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [r["trial"] for r in lines] == ["a", "b"]
-    assert lines[0] == {"trial": "a", "status": "done", "val_loss": 0.5}
+    assert lines[0] == ResultRow(trial="a", status="done", val_loss=0.5).to_json()
+    assert lines[0]["val_loss"] == 0.5 and lines[0]["status"] == "done"
+    assert load_results(path)["a"] == ResultRow(trial="a", status="done", val_loss=0.5)
 
 
 def test_load_results_names_file_and_line_of_a_bad_row(tmp_path: Path) -> None:
@@ -49,6 +55,12 @@ def test_load_results_names_file_and_line_of_a_bad_row(tmp_path: Path) -> None:
         load_results(path)
     path.write_text('{"trial": "a", "status": "done"}\n{"trial": "a", "status": "done"}\n')
     with pytest.raises(ResultsError, match="appears twice"):
+        load_results(path)
+    path.write_text('{"trial": "a", "status": "done", "vall_loss": 1.0}\n')
+    with pytest.raises(ResultsError, match=r"results.jsonl:1: unknown field\(s\) \['vall_loss'\]"):
+        load_results(path)
+    path.write_text('{"trial": "a", "status": "finished"}\n')
+    with pytest.raises(ResultsError, match=r"results.jsonl:1: status: expected one of"):
         load_results(path)
 
 
@@ -62,7 +74,8 @@ def test_plan_skips_finished_retries_failed_resumes_started(
     record_result(paths.results, row(trials[1], "diverged"))
     record_result(paths.results, row(trials[2], "failed"))
     paths.trial_dir(trials[3].name).mkdir(parents=True)  # checkpoints of an interrupted run
-    write_outcome(paths.outcome(trials[4].name), {"status": "done"})  # finished, unrecorded
+    finished = TrialOutcome(trial=trials[4].name, status="done")  # finished, unrecorded
+    write_outcome(paths.outcome(trials[4].name), finished)
     plan = plan_sweep(smoke, tmp_path)
     actions = [plan.actions[t.name] for t in trials]
     assert actions == [
@@ -82,7 +95,7 @@ def test_plan_refuses_rows_from_a_different_configuration(
     trial = smoke.trials()[0]
     paths = SweepPaths(tmp_path / smoke.name)
     paths.root.mkdir()
-    record_result(paths.results, {**row(trial), "config_hash": "0123456789ab"})
+    record_result(paths.results, row(trial, config_hash="0123456789ab"))
     with pytest.raises(ResultsError, match=f"{trial.name} was run with a different"):
         plan_sweep(smoke, tmp_path)
 
@@ -122,26 +135,28 @@ def test_eligibility_says_why_a_trial_is_left_out(tmp_path: Path) -> None:
         {**base, "trial": "broken", "status": "failed", "checkpoint": None},
         {**base, "trial": "gone", "status": "done", "checkpoint": "trials/gone/export"},
     ]
-    keep, excluded = eligible_rows(rows, tmp_path, "sim", max_wer=0.5)
-    assert [r["trial"] for r in keep] == ["ok"]
+    typed = [ResultRow.from_json(r) for r in rows]
+    keep, excluded = eligible_rows(typed, tmp_path, "sim", max_wer=0.5)
+    assert [r.trial for r in keep] == ["ok"]
     text = " ".join(excluded)
     assert "noisy: wer 0.9" in text and "broken: status failed" in text
     assert "gone: exported checkpoint missing" in text
 
 
 def test_seed_figure_checks_order_plateau_and_gain() -> None:
-    from scaling.results import describe_seed_figure, seed_figure
+    from scaling.analysis import describe_seed_figure, seed_figure
 
-    def r(size: str, params: int, d: int, loss: float) -> dict:
+    def r(size: str, params: int, d: int, loss: float) -> ResultRow:
         kind = "baseline" if size == "baseline" else "neural"
-        return {
-            "status": "done",
-            "kind": kind,
-            "model_size": size,
-            "params": params,
-            "data_utterances": d,
-            "val_loss": loss,
-        }
+        return ResultRow(
+            trial=f"{size}-u{d}",
+            status="done",
+            kind=kind,
+            model_size=size,
+            params=params,
+            data_utterances=d,
+            val_loss=loss,
+        )
 
     classic = [
         r("baseline", 10, 1024, 1.00),

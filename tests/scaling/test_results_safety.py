@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from scaling.results import ResultsError, load_results, record_result, repair_torn_tail
-from scaling.runs_lock import LOCK_NAME, SweepLocked, runs_dir_lock
+from store.records import ResultRow
+from store.results_file import ResultsError, load_results, record_result, repair_torn_tail
+from store.runs_lock import LOCK_NAME, SweepLocked, runs_dir_lock
 
 
 def write_rows(path: Path, *names: str) -> bytes:
     for name in names:
-        record_result(path, {"trial": name, "status": "done", "val_loss": 1.0})
+        record_result(path, ResultRow(trial=name, status="done", val_loss=1.0))
     return path.read_bytes()
 
 
@@ -31,7 +32,7 @@ def test_a_torn_last_line_is_set_aside_and_the_rest_kept(tmp_path: Path) -> None
     assert torn == tmp_path / "results.jsonl.torn"
     assert torn.read_bytes() == b'{"trial": "c", "sta\n'
     assert path.read_bytes() == intact and list(load_results(path)) == ["a", "b"]
-    record_result(path, {"trial": "c", "status": "done"})  # the next append is a clean line
+    record_result(path, ResultRow(trial="c", status="done"))  # the next append is a clean line
     assert list(load_results(path)) == ["a", "b", "c"]
 
 
@@ -70,7 +71,7 @@ def test_another_process_holding_the_lock_is_refused(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from scaling.runs_lock import "
+            "import sys, time; from pathlib import Path; from store.runs_lock import "
             "runs_dir_lock\nwith runs_dir_lock(Path(sys.argv[1]), 'held'):\n"
             "    print('locked', flush=True); time.sleep(60)",
             str(tmp_path),

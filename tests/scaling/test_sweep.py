@@ -16,13 +16,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaling.results import ROW_FIELDS, load_results
+from store.records import ROW_FIELDS
+from store.results_file import load_results
+from tests.golden import GOLDEN, assert_same, machine_fingerprint, recorded_machine
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "sweeps" / "smoke.yaml"
 SMOKE_TRIALS = 6  # 2 sizes × 2 budgets + the baseline at both
+# What differs between two runs of the same code on the same machine: clocks, MLflow's run ids,
+# and where an interrupted trial happened to resume from.
+UNSTABLE_FIELDS = ("train_seconds", "eval_seconds", "wall_seconds", "finished_at")
+UNSTABLE_FIELDS += ("mlflow_run_id", "resumed_from")
 
 
 def sweep_command(runs: Path, *extra: str) -> list[str]:
@@ -116,7 +122,7 @@ def test_interrupt_then_resume_records_every_trial_exactly_once(smoke_sweep: dic
     names = [json.loads(line)["trial"] for line in lines]
     assert len(names) == SMOKE_TRIALS and len(set(names)) == SMOKE_TRIALS
     for name, row in smoke_sweep["after_interrupt"].items():
-        assert name in names and row["status"] == "done"
+        assert name in names and row.status == "done"
     assert "skip (done)" in smoke_sweep["resume_log"]
 
     client, _ = mlflow_client(smoke_sweep["runs"])
@@ -129,10 +135,16 @@ def test_interrupt_then_resume_records_every_trial_exactly_once(smoke_sweep: dic
         assert len(steps) == len(set(steps)), f"{child.info.run_name}: step logged twice"
 
 
+def file_rows(path: Path) -> dict[str, dict]:
+    """results.jsonl as any JSON reader sees it."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {row["trial"]: row for row in rows}
+
+
 def test_results_rows_are_complete_and_sane(smoke_sweep: dict) -> None:
-    rows = load_results(smoke_sweep["sweep_dir"] / "results.jsonl")
+    rows = file_rows(smoke_sweep["sweep_dir"] / "results.jsonl")
     for row in rows.values():
-        assert set(ROW_FIELDS) <= set(row), f"{row['trial']}: missing fields"
+        assert list(row) == list(ROW_FIELDS), f"{row['trial']}: fields or their order differ"
         assert row["status"] == "done", row.get("error")
         assert row["params"] > 0 and row["data_utterances"] in (64, 256)
         assert np.isfinite(row["val_loss"]) and 0 <= row["sim"] <= 1 and row["wer"] >= 0
@@ -225,3 +237,60 @@ def test_promote_sets_champion_that_synthesises(smoke_sweep: dict, tmp_path: Pat
         weights.write_bytes(bytes(data))
     with pytest.raises(PromotionError, match="refusing to load it"):
         load_champion(uri, tmp_path / "tampered")
+
+
+# ---------------------------------------------------------------------------------------------
+# Golden outputs: what the smoke sweep produces must not change unless someone means it to
+
+
+MEASURED_FIELDS = ("val_loss", "sim", "sim_ci", "wer", "wer_ci", "eval_val_loss", "ceilings")
+MEASURED_FIELDS += ("failed_utterances", "stop_reason")
+
+
+def stable_rows(path: Path) -> list[dict]:
+    """results.jsonl by trial name, less what differs between two runs of the same code."""
+    rows = file_rows(path)
+    return [{k: v for k, v in rows[n].items() if k not in UNSTABLE_FIELDS} for n in sorted(rows)]
+
+
+def refit(rows: list[dict], sweep_dir: Path) -> dict:
+    """fits.json as the sweep's report writes it, from these rows alone."""
+    from scaling.report import build_report
+
+    sweep_dir.mkdir(parents=True)
+    (sweep_dir / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build_report(sweep_dir)
+    return json.loads((sweep_dir / "fits.json").read_text())
+
+
+def test_smoke_outputs_match_the_golden_files(smoke_sweep: dict, tmp_path: Path) -> None:
+    """Rows (less timings) and fits.json are the golden files'. Everything but the measured
+    numbers must match on any machine, and the golden rows must refit to the golden fits
+    (the analysis is machine-independent); the measured numbers themselves are compared
+    to the bit only on the kind of machine that made the files — on another CPU they drift
+    (see README, Reproducibility). `VOICESCALE_REGENERATE_GOLDEN=1` rewrites the files."""
+    rows = stable_rows(smoke_sweep["sweep_dir"] / "results.jsonl")
+    fits = json.loads((smoke_sweep["sweep_dir"] / "fits.json").read_text())
+    here = machine_fingerprint()
+    if os.environ.get("VOICESCALE_REGENERATE_GOLDEN"):
+        GOLDEN.mkdir(parents=True, exist_ok=True)
+        (GOLDEN / "smoke_results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (GOLDEN / "smoke_fits.json").write_text(json.dumps(fits, indent=2) + "\n")
+        (GOLDEN / "machine.json").write_text(json.dumps(here, indent=2) + "\n")
+        pytest.skip(f"golden files regenerated in {GOLDEN}")
+    golden_rows = [json.loads(line) for line in (GOLDEN / "smoke_results.jsonl").open()]
+    golden_fits = json.loads((GOLDEN / "smoke_fits.json").read_text())
+    same_machine = here == recorded_machine()
+
+    def shape(row: dict) -> dict:
+        return {k: (v if k not in MEASURED_FIELDS else type(v).__name__) for k, v in row.items()}
+
+    assert [shape(r) for r in rows] == [shape(r) for r in golden_rows]
+    assert_same(refit(golden_rows, tmp_path / "refit"), golden_fits, 0 if same_machine else 1e-6)
+    if not same_machine:
+        pytest.skip(
+            "rows' shape and the refit match; the measured numbers are compared only on the "
+            f"machine in {GOLDEN / 'machine.json'} (here: {here})"
+        )
+    assert_same(rows, golden_rows, 0, "results.jsonl")
+    assert_same(fits, golden_fits, 0, "fits.json")

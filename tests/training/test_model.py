@@ -11,8 +11,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from training.config import MODEL_LADDER, CorpusRef, DataBudget, DataConfig, TrialConfig, replace
 from training.corpus.manifest import Corpus
 from training.data import TrialData
-from training.deepspeed_loop import batch_loss
 from training.inference import Synthesizer
+from training.losses import batch_loss
 from training.model import (
     VoiceCloner,
     count_parameters,

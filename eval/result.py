@@ -1,0 +1,69 @@
+"""What judging one export produces: `EvalResult`, or an `EvalFailure` when it could not run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = ["EvalFailure", "EvalResult", "JudgeOutcome", "eval_from_json"]
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Cloning quality of one export on the held-out voices (the file `metrics.json`)."""
+
+    sim: float
+    sim_ci: tuple[float, float] | None
+    wer: float
+    wer_ci: tuple[float, float] | None
+    val_loss: float | None = None
+    """Teacher-forced held-out L1 (None when the corpus has no phoneme timings)."""
+    val_loss_ci: tuple[float, float] | None = None
+    utterances: int = 0
+    failed_utterances: int = 0
+    failure_reasons: dict[str, int] = field(default_factory=dict)
+    ceilings: dict[str, float | None] = field(default_factory=dict)
+    """Flat: ground_truth_sim/wer and vocoded_ground_truth_sim/wer."""
+    judges: dict[str, str] = field(default_factory=dict)
+    eval_config: dict[str, Any] = field(default_factory=dict)
+    eval_seconds: float = 0.0
+    reference_seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.val_loss is None:  # corpora without timings never had these keys
+            del out["val_loss"], out["val_loss_ci"]
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> EvalResult:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        for key in ("sim_ci", "wer_ci", "val_loss_ci"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class EvalFailure:
+    """Judging raised: the trial is recorded failed and the next run judges the export again."""
+
+    error: str
+    traceback: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"error": self.error, "traceback": self.traceback}
+
+
+JudgeOutcome = EvalResult | EvalFailure
+
+
+def eval_from_json(data: Mapping[str, Any] | None) -> JudgeOutcome | None:
+    """Either kind from its JSON (the `eval` of a trial's final metrics); None if absent."""
+    if data is None:
+        return None
+    if "error" in data:
+        return EvalFailure(str(data["error"]), data.get("traceback"))
+    return EvalResult.from_json(data)

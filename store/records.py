@@ -1,0 +1,239 @@
+"""What a trial produces, typed: its results row, the parts of it, and how it reads and writes.
+
+One `ResultRow` per trial is the sweep's unit of truth (`results.jsonl`); fits, the report,
+promotion and MLflow's final metrics all read it. Rows are built from the trial's outcome
+(`store.outcome`) in one place, and serialised only at the file and MLflow boundaries:
+`to_json()` writes the same keys, in the same order, as every results.jsonl before it, and
+`from_json()` refuses a row it does not understand, naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, Literal, get_args
+
+__all__ = [
+    "FINAL_STATUSES",
+    "METRIC_FIELDS",
+    "ROW_FIELDS",
+    "Ceiling",
+    "Ceilings",
+    "Divergence",
+    "Kind",
+    "ResultRow",
+    "RowError",
+    "Status",
+    "json_safe",
+]
+
+Status = Literal["done", "diverged", "failed"]
+"""done: trained and judged; diverged: training stopped on a non-finite loss (a result);
+failed: it did not finish (retried by the next run)."""
+Kind = Literal["neural", "baseline"]
+FINAL_STATUSES: tuple[Status, ...] = ("done", "diverged")
+"""Rows in these states are results: a re-run of the sweep skips their trials."""
+METRIC_FIELDS = ("val_loss", "sim", "wer")
+"""The measured quality numbers a row carries (each fitted by the report)."""
+
+
+class RowError(ValueError):
+    """A results row that is not what this version writes (names the field)."""
+
+
+def json_safe(value: Any) -> Any:
+    """Strict JSON for `json.dumps(allow_nan=False)`: numpy scalars and arrays become Python,
+    NaN/±inf become None, tuples become lists, mapping keys become strings. Rows and fits
+    are strict JSON for any reader."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy scalar / array
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where and why training stopped on a non-finite loss."""
+
+    step: int
+    last_finite_train_loss: float | None
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "last_finite_train_loss": self.last_finite_train_loss,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """SIM and WER of one reference (what a perfect system would score here)."""
+
+    sim: float | None
+    wer: float | None
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """The recorded speech itself, and the recorded mel through the vocoder."""
+
+    ground_truth: Ceiling
+    vocoder: Ceiling
+
+    @classmethod
+    def from_scores(cls, scores: Mapping[str, Any]) -> Ceilings:
+        """From evaluation's flat `ceilings` dict (`ground_truth_sim`, …)."""
+        return cls(
+            Ceiling(scores.get("ground_truth_sim"), scores.get("ground_truth_wer")),
+            Ceiling(scores.get("vocoded_ground_truth_sim"), scores.get("vocoded_ground_truth_wer")),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ground_truth": {"sim": self.ground_truth.sim, "wer": self.ground_truth.wer},
+            "vocoder": {"sim": self.vocoder.sim, "wer": self.vocoder.wer},
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Ceilings:
+        def one(key: str) -> Ceiling:
+            part = data.get(key) or {}
+            return Ceiling(part.get("sim"), part.get("wer"))
+
+        return cls(one("ground_truth"), one("vocoder"))
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One trial's line in results.jsonl. Field order is the file's key order."""
+
+    trial: str
+    kind: Kind = "neural"
+    model_size: str | None = None
+    """The model-size name; "baseline" for the baseline (its family in fits and plots)."""
+    params: int | None = None
+    data_hours: float | None = None
+    data_utterances: int | None = None
+    seed: int | None = None
+    steps: int | None = None
+    train_flops: float | None = None
+    val_loss: float | None = None
+    sim: float | None = None
+    sim_ci: tuple[float, float] | None = None
+    wer: float | None = None
+    wer_ci: tuple[float, float] | None = None
+    status: Status = "failed"
+    checkpoint: str | None = None
+    """The export, relative to the sweep directory."""
+    mlflow_run_id: str | None = None
+    train_seconds: float | None = None
+    eval_seconds: float | None = None
+    # Beyond the required columns: what a reader of one row needs to trust it.
+    budget: str | None = None
+    config_hash: str | None = None
+    stop_reason: str | None = None
+    divergence: Divergence | None = None
+    resumed_from: tuple[int, ...] | None = None
+    """Steps of the checkpoints training restarted from after a failure (empty if none)."""
+    failed_utterances: int | None = None
+    eval_val_loss: float | None = None
+    ceilings: Ceilings | None = None
+    wall_seconds: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in get_args(Status):
+            raise RowError(f"status: expected one of {get_args(Status)}, got {self.status!r}")
+        if self.kind not in get_args(Kind):
+            raise RowError(f"kind: expected one of {get_args(Kind)}, got {self.kind!r}")
+
+    @property
+    def family(self) -> str:
+        """What fits and plots group by: the model size, or "baseline"."""
+        return str(self.model_size)
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    def metric(self, name: str) -> float | None:
+        """The value of `val_loss`, `sim` or `wer` (None when not measured)."""
+        if name not in METRIC_FIELDS:
+            raise ValueError(f"metric must be one of {METRIC_FIELDS}, got {name!r}")
+        return getattr(self, name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The results.jsonl object (strict JSON: non-finite numbers become null)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (Divergence, Ceilings)):
+                value = value.to_json()
+            out[f.name] = value
+        return json_safe(out)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ResultRow:
+        """A row from its results.jsonl object; `RowError` names an unknown or bad field."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RowError(f"unknown field(s) {unknown}; a row has {sorted(known)}")
+        values = dict(data)
+        for key in ("sim_ci", "wer_ci", "resumed_from"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        if values.get("divergence") is not None:
+            values["divergence"] = Divergence(**values["divergence"])
+        if values.get("ceilings") is not None:
+            values["ceilings"] = Ceilings.from_json(values["ceilings"])
+        try:
+            return cls(**values)
+        except TypeError as err:
+            raise RowError(str(err)) from None
+
+    def mlflow_metrics(self) -> dict[str, float | None]:
+        """The child run's final metrics: the row's numbers, the CIs' ends and the
+        divergence's step and last finite loss (None values are not logged)."""
+        final: dict[str, float | None] = {
+            "val_loss": self.val_loss,
+            "sim": self.sim,
+            "wer": self.wer,
+            "params": self.params,
+            "data_hours": self.data_hours,
+            "data_utterances": self.data_utterances,
+            "steps": self.steps,
+            "train_flops": self.train_flops,
+            "train_seconds": self.train_seconds,
+            "eval_seconds": self.eval_seconds,
+            "wall_seconds": self.wall_seconds,
+            "failed_utterances": self.failed_utterances,
+            "eval_val_loss": self.eval_val_loss,
+        }
+        for key, interval in (("sim_ci", self.sim_ci), ("wer_ci", self.wer_ci)):
+            if interval:
+                final[f"{key}_low"], final[f"{key}_high"] = interval
+        divergence = self.divergence
+        final["diverged_at_step"] = divergence.step if divergence else None
+        final["last_finite_train_loss"] = divergence.last_finite_train_loss if divergence else None
+        return final
+
+    def mlflow_tags(self) -> dict[str, str]:
+        tags = {"status": self.status, "config_hash": str(self.config_hash)}
+        if self.divergence:
+            tags["divergence"] = str(self.divergence.reason)
+        if self.error:
+            tags["error"] = str(self.error)[-4000:]
+        return tags
+
+
+ROW_FIELDS = tuple(f.name for f in fields(ResultRow))

@@ -1,0 +1,65 @@
+"""The trial's losses: the training objective on a batch, and the held-out validation loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+from training.data import Batch, TrialData
+from training.model import ModelOutput, sequence_mask
+
+__all__ = ["batch_loss", "teacher_forced", "validation_loss"]
+
+_DURATION_WEIGHT = 0.1
+
+
+def teacher_forced(model: torch.nn.Module, batch: Batch) -> ModelOutput:
+    """The model's outputs on `batch` given its true durations (or alignment) and mels."""
+    return model(
+        batch.phonemes,
+        batch.phoneme_lens,
+        batch.ref_mel,
+        batch.ref_lens,
+        durations=batch.durations,
+        mel=batch.mel,
+        mel_lens=batch.mel_lens,
+    )
+
+
+def batch_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    """L1 on log-mel (masked) + duration MSE (+ the aligner's forward-sum loss when durations
+    are learned)."""
+    out = teacher_forced(model, batch)
+    frame_mask = sequence_mask(batch.mel_lens, batch.mel.shape[1])[..., None]
+    l1 = ((out.mel.float() - batch.mel).abs() * frame_mask).sum() / (
+        frame_mask.sum() * batch.mel.shape[-1]
+    )
+    token_mask = sequence_mask(batch.phoneme_lens, batch.phonemes.shape[1])
+    target = torch.log1p(out.durations.float())
+    duration = (((out.log_durations.float() - target) ** 2) * token_mask).sum() / token_mask.sum()
+    loss = l1 + _DURATION_WEIGHT * duration + out.align_loss
+    return loss, {
+        "mel_l1": float(l1.detach()),
+        "duration_mse": float(duration.detach()),
+        "align_loss": float(out.align_loss.detach()),
+    }
+
+
+@torch.no_grad()
+def validation_loss(
+    model: torch.nn.Module, data: TrialData, device: torch.device, rank: int, world: int
+) -> float:
+    """Held-out L1 on log-mel (held-out speakers, their prompt as reference), frame-weighted
+    and summed across data-parallel ranks so every rank gets the same number."""
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64)
+    for batch in data.val_batches(16, shard=rank, shards=world):
+        batch = batch.to(device)
+        out = teacher_forced(model, batch)
+        mask = sequence_mask(batch.mel_lens, batch.mel.shape[1])[..., None]
+        total[0] += float(((out.mel.float() - batch.mel).abs() * mask).sum())
+        total[1] += float(mask.sum()) * batch.mel.shape[-1]
+    model.train()
+    if world > 1:
+        dist.all_reduce(total)
+    return float(total[0] / total[1])
