@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import shutil
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from tqdm import tqdm
 from training.config import FeatureConfig, to_dict
 from training.corpus.audio import read_audio
 from training.corpus.manifest import CARD_FILE, MANIFEST_FILE, Corpus, CorpusError
+from training.corpus.workers import single_thread_pool
 
 __all__ = ["FeatureStore", "MelExtractor", "feature_key", "frame_durations", "load_features"]
 
@@ -189,16 +188,9 @@ def _compute_all(
         for chunk in chunks:
             yield from _compute_chunk(chunk, cfg)
         return
-    # fork: workers start in milliseconds and work at once (spawn re-imports torch and the
-    # caller's __main__). Safe because workers run torch on one thread (no OpenMP region).
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+    with single_thread_pool(workers) as pool:
         for result in pool.map(_compute_chunk, chunks, [cfg] * len(chunks)):
             yield from result
-
-
-def _init_worker() -> None:
-    torch.set_num_threads(1)
 
 
 def _compute_chunk(chunk: list[tuple[str, int]], cfg: FeatureConfig) -> list[np.ndarray]:

@@ -29,13 +29,11 @@ import functools
 import hashlib
 import itertools
 import json
-import multiprocessing
 import os
 import re
 import shutil
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -55,6 +53,7 @@ from training.corpus.manifest import (
     safe_relative_path,
     write_jsonl,
 )
+from training.corpus.workers import single_thread_pool
 
 __all__ = ["PrepareReport", "SourceItem", "enumerate_source", "prepare_corpus", "split_speakers"]
 
@@ -383,20 +382,12 @@ def _process_all(
     job = functools.partial(_process_chunk, root=str(root), cfg=cfg)
     bar = tqdm(total=len(items), desc="preparing", unit="utt", disable=not progress)
     outcomes: list[_Outcome] = []
-    # fork: see synthetic._synthesize (single-threaded torch, private eSpeak per worker).
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(cfg.workers, mp_context=context, initializer=_init_worker) as pool:
+    with single_thread_pool(cfg.workers) as pool:
         for chunk_outcomes in pool.map(job, chunks):
             outcomes.extend(chunk_outcomes)
             bar.update(len(chunk_outcomes))
     bar.close()
     return outcomes
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 @functools.cache

@@ -12,12 +12,10 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import random
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from training.corpus.espeak import Espeak, espeak_version
 from training.corpus.grammar import SentenceGrammar, display_text
 from training.corpus.manifest import CARD_FILE, MANIFEST_FILE, CorpusError, Utterance, write_jsonl
 from training.corpus.speakers import ROSTER, RosterVoice, split_roster
+from training.corpus.workers import single_thread_pool
 
 __all__ = [
     "BuildReport",
@@ -197,21 +196,12 @@ def _synthesize(
     job = functools.partial(_synthesize_chunk, root=str(root), sample_rate=sample_rate)
     # Always in worker processes, even for one worker: they run torch on one thread, which
     # keeps the resampled samples (and so the files) independent of the caller's settings.
-    # fork starts workers in milliseconds (spawn re-imports torch: seconds each); safe because
-    # the workers run torch single-threaded and load their own private copy of eSpeak.
-    context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max(1, workers), mp_context=context, initializer=_init_worker) as pool:
+    with single_thread_pool(workers) as pool:
         for rows in pool.map(job, chunks):
             out.extend(rows)
             bar.update(len(rows))
     bar.close()
     return out
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 @functools.cache
