@@ -237,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     from cluster.tracking import TrackingUnavailable
     from eval.errors import JudgeUnavailable
     from scaling.promote import PromotionError
+    from store.outcome import OutcomeError
     from store.results_file import ResultsError
     from store.runs_lock import SweepLocked
     from training.config import ConfigError
@@ -249,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         ConfigError,
         CorpusError,
         JudgeUnavailable,
+        OutcomeError,
         ResultsError,
         PromotionError,
         SweepLocked,

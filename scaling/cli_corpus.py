@@ -73,7 +73,7 @@ def _corpus_build(args: argparse.Namespace) -> int:
 
 # Shorthand flags for the keys of `RealCorpusConfig` that users give most (and README shows);
 # every other key goes through --set. None: not given, the config's value stands.
-_PREPARE_SHORTHANDS = ("layout", "source", "heldout_fraction", "workers")
+_PREPARE_SHORTHANDS = ("layout", "source", "heldout_fraction", "workers", "name", "seed")
 
 
 def _add_prepare_parser(corpus_cmds: Any) -> None:
@@ -99,6 +99,8 @@ def _add_prepare_parser(corpus_cmds: Any) -> None:
     prepare.add_argument(
         "--workers", type=int, help="shorthand for --set workers=... (also the feature cache's)"
     )
+    prepare.add_argument("--name", help="shorthand for --set name=... (the corpus's name)")
+    prepare.add_argument("--seed", type=int, help="shorthand for --set seed=... (speaker split)")
     prepare.add_argument(
         "--set",
         action="append",

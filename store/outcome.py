@@ -17,7 +17,7 @@ from eval.result import EvalResult
 from store.records import Ceilings, Divergence, ResultRow, Status
 from training.config import TrialConfig, config_hash
 
-__all__ = ["TrainSummary", "TrialOutcome", "read_outcome", "write_outcome"]
+__all__ = ["OutcomeError", "TrainSummary", "TrialOutcome", "read_outcome", "write_outcome"]
 
 
 @dataclass(frozen=True)
@@ -139,10 +139,18 @@ class TrialOutcome:
         )
 
 
+class OutcomeError(ValueError):
+    """An outcome.json this version cannot read (names the file)."""
+
+
 def read_outcome(path: Path) -> TrialOutcome | None:
+    """The trial's outcome, None if it has none yet; `OutcomeError` names a broken file."""
     if not path.exists():
         return None
-    return TrialOutcome.from_json(json.loads(path.read_text()))
+    try:
+        return TrialOutcome.from_json(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError, AttributeError, ValueError) as err:
+        raise OutcomeError(f"{path}: not an outcome this version can read ({err})") from None
 
 
 def write_outcome(path: Path, outcome: TrialOutcome) -> None:

@@ -189,17 +189,17 @@ class ResultRow:
         if unknown:
             raise RowError(f"unknown field(s) {unknown}; a row has {sorted(known)}")
         values = dict(data)
-        for key in ("sim_ci", "wer_ci", "resumed_from"):
-            if values.get(key) is not None:
-                values[key] = tuple(values[key])
-        if values.get("divergence") is not None:
-            values["divergence"] = Divergence(**values["divergence"])
-        if values.get("ceilings") is not None:
-            values["ceilings"] = Ceilings.from_json(values["ceilings"])
         try:
+            for key in ("sim_ci", "wer_ci", "resumed_from"):
+                if values.get(key) is not None:
+                    values[key] = tuple(values[key])
+            if values.get("divergence") is not None:
+                values["divergence"] = Divergence(**values["divergence"])
+            if values.get("ceilings") is not None:
+                values["ceilings"] = Ceilings.from_json(values["ceilings"])
             return cls(**values)
-        except TypeError as err:
-            raise RowError(str(err)) from None
+        except (TypeError, AttributeError) as err:
+            raise RowError(f"malformed field: {err}") from None
 
     def mlflow_metrics(self) -> dict[str, float | None]:
         """The child run's final metrics: the row's numbers, the CIs' ends and the

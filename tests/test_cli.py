@@ -129,13 +129,16 @@ def test_prepare_set_errors_name_the_key(tmp_path, capsys):
 
 
 def test_the_prepare_shorthands_are_config_keys_with_no_defaults_of_their_own():
-    """--layout/--source/--heldout-fraction/--workers (the README's) set RealCorpusConfig keys;
+    """--layout/--source/--heldout-fraction/--workers/--name/--seed set RealCorpusConfig keys;
     left out, the config's own defaults stand (None here), so none is restated."""
     args = build_parser().parse_args(["corpus", "prepare", "--out", "o"])
-    assert (args.config, args.layout, args.source, args.heldout_fraction, args.workers) == (
-        (None,) * 5
-    )
+    keys = ("config", "layout", "source", "heldout_fraction", "workers", "name", "seed")
+    assert [getattr(args, k) for k in keys] == [None] * len(keys)
     assert args.set == []
+    args = build_parser().parse_args(
+        ["corpus", "prepare", "--out", "o", "--name", "v", "--seed", "2"]
+    )
+    assert (args.name, args.seed) == ("v", 2)
 
 
 def test_every_subcommand_has_a_handler():

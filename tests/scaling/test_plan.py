@@ -10,7 +10,7 @@ import pytest
 from cluster.sweep_runner import max_concurrency
 from scaling.promote import decide, eligible_rows
 from scaling.sweep import plan_sweep
-from store.outcome import TrialOutcome, write_outcome
+from store.outcome import OutcomeError, TrialOutcome, read_outcome, write_outcome
 from store.paths import SweepPaths
 from store.records import ResultRow
 from store.results_file import ResultsError, load_results, record_result
@@ -62,6 +62,20 @@ def test_load_results_names_file_and_line_of_a_bad_row(tmp_path: Path) -> None:
     path.write_text('{"trial": "a", "status": "finished"}\n')
     with pytest.raises(ResultsError, match=r"results.jsonl:1: status: expected one of"):
         load_results(path)
+
+
+def test_malformed_fields_and_outcomes_are_errors_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "results.jsonl"
+    path.write_text('{"trial": "a", "status": "diverged", "divergence": {"step": 1}}\n')
+    with pytest.raises(ResultsError, match=r"results.jsonl:1: malformed field"):
+        load_results(path)
+    path.write_text('{"trial": "a", "status": "done", "ceilings": [0.9]}\n')
+    with pytest.raises(ResultsError, match=r"results.jsonl:1: malformed field"):
+        load_results(path)
+    outcome = tmp_path / "outcome.json"
+    outcome.write_text('{"trial": "a", "status": "done", "eval": {"sim": 0.5}}')
+    with pytest.raises(OutcomeError, match=r"outcome.json: not an outcome"):
+        read_outcome(outcome)
 
 
 def test_plan_skips_finished_retries_failed_resumes_started(
