@@ -302,7 +302,7 @@ def outage(work: Path) -> DrillResult:
     ]
     with mlflow_server(work / "server") as server:
         env = {"MLFLOW_TRACKING_URI": server.uri}
-        extra = ["--tracking-grace-s", "15"]
+        extra = ["--tracking-grace-s", "5"]  # long enough to see it wait, no longer
         sweep = SweepProcess(runs, overrides, env=env, extra=extra)
         try:
             wait_for(lambda: count_runs(server.uri, name) >= 2, 300, "the first child run")

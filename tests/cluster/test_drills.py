@@ -24,7 +24,7 @@ def assert_passed(result: DrillResult) -> None:
 
 
 def test_divergence_is_recorded_not_failed(work: Path) -> None:
-    # Diverging after the first checkpoint: tests/training/test_train_ray.py (cheaper there).
+    # Diverging after the first checkpoint: tests/cluster/test_trial_runner.py (cheaper there).
     assert_passed(diverge(work, after_checkpoint=False))
 
 

@@ -67,10 +67,16 @@ def smoke_trial(
     )
 
 
-def test_two_worker_zero2_trial_learns_stays_in_sync_and_checkpoints(
-    ray_local, smoke_corpus, tmp_path
-):
-    outcome = run_trial(smoke_trial(smoke_corpus), smoke_corpus, tmp_path, max_failures=0)
+@pytest.fixture(scope="module")
+def clean_run(ray_local, smoke_corpus, tmp_path_factory):
+    """One uninterrupted trial (2 workers, ZeRO-2) and its storage, shared by the test that
+    inspects it and the one that compares a restarted trial with it."""
+    storage = tmp_path_factory.mktemp("clean")
+    return run_trial(smoke_trial(smoke_corpus), smoke_corpus, storage, max_failures=0), storage
+
+
+def test_two_worker_zero2_trial_learns_stays_in_sync_and_checkpoints(clean_run):
+    outcome, tmp_path = clean_run
     assert outcome.status == "done", outcome.error
     m = outcome.metrics
     assert m["train_loss"] < m["first_train_loss"]
@@ -90,9 +96,9 @@ def test_two_worker_zero2_trial_learns_stays_in_sync_and_checkpoints(
 
 
 def test_injected_failure_restarts_and_resumes_to_the_identical_result(
-    ray_local, smoke_corpus, tmp_path
+    clean_run, smoke_corpus, tmp_path
 ):
-    clean = run_trial(smoke_trial(smoke_corpus), smoke_corpus, tmp_path / "clean", max_failures=0)
+    clean, _ = clean_run
     failing = smoke_trial(smoke_corpus, inject_failure_at_step=12)
     resumed = run_trial(failing, smoke_corpus, tmp_path / "resumed", max_failures=1)
     assert clean.status == resumed.status == "done", (clean.error, resumed.error)
