@@ -42,9 +42,10 @@ $(STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@rm -f $(VENV)/.installed-*
 	@echo "installing pinned requirements into $(VENV) (first time: a few minutes, ~6 GB)"
-	@# --no-deps: the lock is the complete resolved set (see its header). --no-compile: Python
-	@# compiles what is imported, when it is first imported (measured: 113 s instead of 184 s).
-	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-compile -r requirements.lock 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
+	@# --no-deps: the lock is the complete resolved set (see its header). Byte-compiled here, not
+	@# on import: where PYTHONDONTWRITEBYTECODE is set (this machine) nothing else ever would be,
+	@# and every Ray worker would compile torch anew (--no-compile was tried: Ray Train timeouts).
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -r requirements.lock 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	$(PY) -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e . 2>&1 | { grep -v "$(PIP_NOISE)" || true; }
 	@echo "building DeepSpeed's CPU communication op once (cached in $(TORCH_EXTENSIONS_DIR))"
 	@$(PY) -c "from deepspeed.ops.op_builder.cpu.comm import ShareMemCommBuilder as B; B().load(verbose=False)" >/dev/null 2>&1 || \
