@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scaling.analysis import describe_seed_figure
+from scaling.seed_figure import describe_seed_figure
 from store.lineage import git_commit
 from store.outcome import read_outcome
 from store.paths import SweepPaths
