@@ -62,6 +62,8 @@ def export_model(model: VoiceCloner, trial: TrialConfig, data: TrialData, out: P
                 "trial": to_dict(trial),
                 "vocabulary": list(data.vocab.symbols),
                 "n_mels": data.n_mels,
+                # Trained without corpus timings: the aligner's weights are in the export.
+                "learn_alignment": model.aligner is not None,
             },
             indent=2,
         )
