@@ -26,7 +26,7 @@ from store.outcome import TrainSummary, TrialOutcome, read_outcome, write_outcom
 from store.paths import SweepPaths
 from store.records import FINAL_STATUSES, ResultRow
 from store.results_file import load_results, record_result
-from training.config import TrialConfig, config_hash, to_dict
+from training.config import EvalConfig, TrialConfig, config_hash, to_dict
 
 __all__ = [
     "TRIAL_DRIVER_RESOURCES",
@@ -98,7 +98,9 @@ def _train_and_evaluate(task: TrialTask, paths: SweepPaths) -> TrialOutcome:
         paths.trials,
         max_failures=task.max_failures,
         callbacks=[TuneReportCallback()],
-        on_export=ExportJudge(str(task.corpus_root), str(eval_dir), trial.eval),
+        on_export=ExportJudge(
+            str(task.corpus_root), str(eval_dir), judging_config(trial.eval, paths.root.parent)
+        ),
     )
     train = dict(result.metrics)
     judged = eval_from_json(train.pop("eval", None))
@@ -121,6 +123,12 @@ def _train_and_evaluate(task: TrialTask, paths: SweepPaths) -> TrialOutcome:
         else:
             outcome = replace(outcome, eval=judged, eval_dir=str(eval_dir))
     return replace(outcome, wall_seconds=time.perf_counter() - started, finished_at=time.time())
+
+
+def judging_config(cfg: EvalConfig, runs_dir: Path) -> EvalConfig:
+    """Evaluation settings with hub downloads going to `<runs>/judges` unless they name a
+    cache: one copy on the sweep's (shared) storage, never a worker's working directory."""
+    return cfg if cfg.cache_dir else replace(cfg, cache_dir=str(runs_dir.resolve() / "judges"))
 
 
 def _number(value: Any) -> float:

@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from training.config import FeatureConfig
 
 __all__ = ["add_corpus_parser"]
 
@@ -73,7 +76,15 @@ def _corpus_build(args: argparse.Namespace) -> int:
 
 # Shorthand flags for the keys of `RealCorpusConfig` that users give most (and README shows);
 # every other key goes through --set. None: not given, the config's value stands.
-_PREPARE_SHORTHANDS = ("layout", "source", "heldout_fraction", "workers", "name", "seed")
+_PREPARE_SHORTHANDS = (
+    "layout",
+    "source",
+    "heldout_fraction",
+    "workers",
+    "name",
+    "seed",
+    "sample_rate",
+)
 
 
 def _add_prepare_parser(corpus_cmds: Any) -> None:
@@ -102,6 +113,17 @@ def _add_prepare_parser(corpus_cmds: Any) -> None:
     prepare.add_argument("--name", help="shorthand for --set name=... (the corpus's name)")
     prepare.add_argument("--seed", type=int, help="shorthand for --set seed=... (speaker split)")
     prepare.add_argument(
+        "--sample-rate", type=int, help="shorthand for --set sample_rate=... (Hz, default 16000)"
+    )
+    prepare.add_argument(
+        "--for",
+        dest="for_config",
+        type=Path,
+        metavar="CONFIG",
+        help="the sweep or trial YAML the corpus is prepared for: its features decide the "
+        "sample rate and the log-mel cache built now",
+    )
+    prepare.add_argument(
         "--set",
         action="append",
         default=[],
@@ -125,6 +147,9 @@ def _corpus_prepare(args: argparse.Namespace) -> int:
     where = [str(args.config)] if args.config else []
     if given or args.set or not args.config:
         where.append("command line")
+    features = _features_for(args.for_config) if args.for_config else None
+    if features is not None:
+        _take_sample_rate(data, features, args.for_config)
     cfg = from_dict(RealCorpusConfig, data, source=" + ".join(where))
     report = prepare_corpus(cfg, args.out, progress=not args.quiet)
     verb = "cache hit:" if report.cache_hit else "prepared"
@@ -132,8 +157,31 @@ def _corpus_prepare(args: argparse.Namespace) -> int:
         f"{verb} {report.utterances} utterances in {report.root} "
         f"({report.skipped} inputs skipped, listed in skipped.jsonl)"
     )
-    _finish(report.root, args, workers=cfg.workers)
+    _finish(report.root, args, workers=cfg.workers, features=features)
     return 0
+
+
+def _features_for(path: Path) -> FeatureConfig:
+    """The log-mel settings of a sweep YAML (`trial.features`) or a trial YAML
+    (`data.features`)."""
+    from training.config import SweepConfig, TrialConfig, load_config, read_config_file
+
+    if "grid" in read_config_file(path):
+        return load_config(SweepConfig, path).trial.features
+    return load_config(TrialConfig, path).data.features
+
+
+def _take_sample_rate(data: dict[str, Any], features: FeatureConfig, config: Path) -> None:
+    """The corpus is resampled to the rate its trials read; a different explicit rate would
+    make a corpus those trials refuse."""
+    from training.config import ConfigError
+
+    given = data.setdefault("sample_rate", features.sample_rate)
+    if given != features.sample_rate:
+        raise ConfigError(
+            f"sample_rate={given} contradicts --for {config}, whose features.sample_rate is "
+            f"{features.sample_rate} Hz (its trials would refuse this corpus); drop one"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,17 +204,21 @@ def _corpus_card(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finish(root: Path, args: argparse.Namespace, *, workers: int) -> None:
-    """Cache the default log-mels now (so the first trial starts without waiting for them),
-    then print the corpus card."""
+def _finish(
+    root: Path, args: argparse.Namespace, *, workers: int, features: FeatureConfig | None = None
+) -> None:
+    """Cache the log-mels now (so the first trial starts without waiting for them) — the
+    given settings, else the defaults at the corpus's rate — then print the corpus card."""
     from training.config import FeatureConfig
     from training.corpus.card import format_card
     from training.corpus.features import load_features
     from training.corpus.manifest import Corpus
 
+    corpus = Corpus.open(root)
+    if features is None:
+        rates = {u.sample_rate for u in corpus.utterances}
+        features = FeatureConfig(sample_rate=rates.pop()) if len(rates) == 1 else FeatureConfig()
     if not args.no_features:
-        store = load_features(
-            Corpus.open(root), FeatureConfig(), workers=workers, progress=not args.quiet
-        )
+        store = load_features(corpus, features, workers=workers, progress=not args.quiet)
         print(f"features: {store.path}")
     print(format_card(Corpus.open(root, check_files=False).card(), root))

@@ -102,17 +102,21 @@ def run_sweep(
     """Run (or resume) `sweep`; returns the process exit code (0; 1 when a trial failed;
     EXIT_INTERRUPTED; EXIT_TRACKING_DOWN when MLflow stayed unreachable at the end, for
     `tracking_grace_s` seconds)."""
-    from cluster.trial_runner import check_launchable
+    from scaling.preflight import format_checks, preflight
     from store.runs_lock import runs_dir_lock
 
-    for trial in sweep.trials():
-        try:  # a config that cannot run fails before anything starts
-            check_launchable(trial)
-        except ConfigError as err:
-            raise ConfigError(f"trial {trial.name}: {err}") from None
+    # A config that cannot run fails here, before anything starts.
+    checks = preflight(sweep, runs_dir, load_judges=dry_run)
+    failed = [c for c in checks if c.problem]
     if dry_run:
         print(format_plan(plan_sweep(sweep, runs_dir)), flush=True)
-        return 0
+        print(format_checks(checks), flush=True)
+        return 2 if failed else 0
+    if failed:
+        raise ConfigError(
+            f"sweep {sweep.name} cannot run as configured:\n"
+            + "\n".join(f"  {c.name}: {c.problem}" for c in failed)
+        )
     with runs_dir_lock(runs_dir, sweep.name):
         _set_aside_torn_row(SweepPaths(runs_dir / sweep.name))
         plan = plan_sweep(sweep, runs_dir)

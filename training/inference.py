@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.config import FeatureConfig, ModelConfig, TrialConfig, from_dict
+from training.config import EvalConfig, FeatureConfig, ModelConfig, TrialConfig, from_dict
 from training.corpus.audio import resample
 from training.corpus.espeak import Espeak
 from training.corpus.features import MelExtractor
 from training.data import Vocabulary, reference_frames
 from training.model import VoiceCloner
-from training.vocoder import Vocoder, make_vocoder
+from training.vocoder import Vocoder, vocoder_for
 
 __all__ = ["Synthesizer"]
 
@@ -43,12 +43,23 @@ class Synthesizer:
         )
 
     @classmethod
-    def load(cls, export_dir: str | Path, vocoder: Vocoder | None = None) -> Synthesizer:
+    def load(
+        cls,
+        export_dir: str | Path,
+        vocoder: Vocoder | None = None,
+        *,
+        cfg: EvalConfig | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> Synthesizer:
+        """Rebuild an export. The vocoder is `vocoder`, else the one `cfg` (default: the
+        trial's own eval settings) selects, downloaded into `cache_dir` unless the config
+        names a cache (default: beside the export)."""
         export_dir = Path(export_dir)
         config = json.loads((export_dir / "model_config.json").read_text())
         trial = from_dict(TrialConfig, config["trial"], source=str(export_dir))
         vocab = Vocabulary(tuple(config["vocabulary"]))
-        vocoder = vocoder or make_vocoder(trial.data.features)
+        cache_dir = cache_dir or export_dir.parent / "judges"
+        vocoder = vocoder or vocoder_for(trial.data.features, cfg or trial.eval, cache_dir)
         if config["kind"] == "baseline":
             from training.baseline import BaselineModel
 

@@ -6,14 +6,15 @@ Both take the log-mel produced with `FeatureConfig` (natural log of magnitude, S
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Protocol
 
 import torch
 import torchaudio
 
-from training.config import FeatureConfig
+from training.config import EvalConfig, FeatureConfig
 
-__all__ = ["GriffinLimVocoder", "HifiGanVocoder", "Vocoder", "make_vocoder"]
+__all__ = ["GriffinLimVocoder", "HifiGanVocoder", "Vocoder", "make_vocoder", "vocoder_for"]
 
 
 class Vocoder(Protocol):
@@ -79,37 +80,83 @@ class GriffinLimVocoder:
 
 
 class HifiGanVocoder:
-    """speechbrain's HiFi-GAN from a hub id or a local directory (GPU-cluster option).
+    """speechbrain's HiFi-GAN from a hub id (at a pinned revision) or a local directory.
 
-    The pretrained LJSpeech/LibriTTS HiFi-GANs expect their own mel recipe; use them with a
-    FeatureConfig that matches it.
+    A pretrained HiFi-GAN expects the mel recipe it was trained on: speechbrain's
+    `tts-hifigan-libritts-16kHz` uses 16 kHz, n_fft 1024, hop 256, 80 Slaney mels up to
+    8 kHz and the natural log of magnitudes — the default `FeatureConfig`. Other corpora's
+    vocoders need a FeatureConfig that matches theirs.
     """
 
-    def __init__(self, source: str, savedir: str, sample_rate: int) -> None:
+    def __init__(
+        self, source: str, cache_dir: Path, sample_rate: int, revision: str | None = None
+    ) -> None:
         from speechbrain.inference.vocoders import HIFIGAN
 
         self.sample_rate = sample_rate
+        local = Path(source).is_dir()
+        if not local and not revision:
+            raise ValueError(
+                f"eval.vocoder_source {source!r} is not a local directory, so it would come "
+                "from the model hub unpinned: set eval.vocoder_revision to the commit to use "
+                "(or give a local directory)"
+            )
+        fetch = {}
+        if not local:
+            from speechbrain.utils.fetching import FetchConfig
+
+            fetch = {"fetch_config": FetchConfig(revision=revision, allow_updates=True)}
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        self._model = HIFIGAN.from_hparams(
-            source=source, savedir=savedir, run_opts={"device": device}
-        )
+        savedir = Path(cache_dir) / "hifigan" / (revision or "local")[:12]
+        try:
+            self._model = HIFIGAN.from_hparams(
+                source=source, savedir=str(savedir), run_opts={"device": device}, **fetch
+            )
+        except Exception as err:
+            raise ValueError(
+                f"eval.vocoder_source: cannot load HiFi-GAN {source!r} ({type(err).__name__}: "
+                f"{err}); offline, give a local directory with hyperparams.yaml and "
+                "generator.ckpt"
+            ) from None
 
     @torch.no_grad()
     def __call__(self, log_mel: torch.Tensor) -> torch.Tensor:
-        return self._model.decode_batch(log_mel.T[None]).squeeze().cpu()
+        if log_mel.shape[0] == 0:
+            return torch.zeros(0)
+        return self._model.decode_batch(log_mel.float().T[None]).squeeze().cpu()
 
 
 def make_vocoder(
     cfg: FeatureConfig,
     kind: str = "griffin-lim",
+    *,
     source: str | None = None,
-    savedir: str = "data/hifigan",
+    revision: str | None = None,
+    cache_dir: str | Path | None = None,
 ) -> Vocoder:
-    """The vocoder named `kind`; `source` is the HiFi-GAN hub id or local directory."""
+    """The vocoder named `kind` (`EvalConfig.vocoder`); `source`/`revision` name the
+    HiFi-GAN, downloaded into `cache_dir`."""
     if kind == "griffin-lim":
         return GriffinLimVocoder(cfg)
     if kind == "hifigan":
         if not source:
-            raise ValueError("the hifigan vocoder needs a source: a hub id or a local directory")
-        return HifiGanVocoder(source, savedir, cfg.sample_rate)
+            raise ValueError(
+                "eval.vocoder is hifigan but eval.vocoder_source is not set: give a hub id "
+                "(e.g. speechbrain/tts-hifigan-libritts-16kHz, with eval.vocoder_revision) "
+                "or a local directory"
+            )
+        if cache_dir is None:
+            raise ValueError("the hifigan vocoder needs a cache directory for its download")
+        return HifiGanVocoder(source, Path(cache_dir), cfg.sample_rate, revision)
     raise ValueError(f"unknown vocoder {kind!r}: expected 'griffin-lim' or 'hifigan'")
+
+
+def vocoder_for(features: FeatureConfig, eval_cfg: EvalConfig, cache_dir: str | Path) -> Vocoder:
+    """The vocoder an evaluation config selects; `cache_dir` unless it names its own."""
+    return make_vocoder(
+        features,
+        eval_cfg.vocoder,
+        source=eval_cfg.vocoder_source,
+        revision=eval_cfg.vocoder_revision,
+        cache_dir=eval_cfg.cache_dir or cache_dir,
+    )
