@@ -23,7 +23,7 @@ SWEEP ?= configs/sweeps/default.yaml
 RUNS ?= runs
 MLFLOW_PORT ?= 5000
 
-.PHONY: help venv system-deps test test-fast lint corpus bench drills scale-sweep mlflow-ui clean-venv
+.PHONY: help venv system-deps test test-fast lint corpus bench gpu-check drills scale-sweep mlflow-ui clean-venv
 
 help:
 	@echo "make scale-sweep   run (or resume) the sweep SWEEP=$(SWEEP): trials, MLflow, fits, report, promotion"
@@ -33,6 +33,7 @@ help:
 	@echo "make lint          ruff"
 	@echo "make corpus        build the embedded synthetic corpus (default preset)"
 	@echo "make bench         print benchmark figures (bench/)"
+	@echo "make gpu-check     on a GPU machine: the GPU smoke sweep and its step time, MFU, memory"
 	@echo "make drills        break the sweep for real (kills, lost node, MLflow outage, …); print the table"
 
 venv: $(STAMP)
@@ -86,6 +87,9 @@ bench: venv
 	$(PY) bench/corpus_build.py
 	$(PY) bench/train_step.py
 	$(PY) bench/eval_time.py
+
+gpu-check: venv
+	$(PY) bench/gpu_check.py --runs-dir $(RUNS)/gpu-check/$$(date +%Y%m%d-%H%M%S)
 
 drills: venv
 	$(PY) -m cluster.drills --work $(RUNS)/drills
