@@ -1,21 +1,29 @@
 """ASR judges: audio → transcript, independent of the models under test.
 
 Backends (`EvalConfig.asr_judge`):
-    pocketsphinx-jsgf  offline default: pocketsphinx 5 (en-us acoustic model inside the PyPI
-                       wheel) decoding with a JSGF grammar of the corpus's sentence language
-    whisper            faster-whisper from a local CTranslate2 model directory (optional extra)
+    auto               pocketsphinx-jsgf on a corpus with a sentence grammar (grammar.jsgf,
+                       the synthetic corpora), else pocketsphinx-lm; `version()` names the one
+                       that ran, so results say which judge they used
+    pocketsphinx-jsgf  pocketsphinx 5 (en-us acoustic model inside the PyPI wheel) decoding
+                       with a JSGF grammar of the corpus's sentence language
+    pocketsphinx-lm    the same decoder, open vocabulary: the wheel's en-us trigram LM and
+                       CMU dictionary, no grammar (offline, any English corpus)
+    whisper            faster-whisper: a local CTranslate2 directory, or a model name / hub id
+                       at a pinned revision, downloaded into the judges' cache directory
     speechbrain        a speechbrain `EncoderDecoderASR` from a hub id or a local directory
 
 eSpeak writes exact digital silence, which breaks pocketsphinx's voice-activity and feature
 normalisation (WER 0.56 → 0.06 on a probe once fixed): audio is padded with 0.3 s each side and
-gets faint seeded noise (−60 dBFS) before decoding.
+gets faint seeded noise (−60 dBFS) before decoding, for both pocketsphinx judges.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,9 +31,22 @@ from eval.errors import JudgeUnavailable
 from eval.hub import pinned_hub_fetch
 from training.corpus.audio import resample
 
-__all__ = ["JudgeUnavailable", "PocketsphinxJsgf", "Transcriber", "make_transcriber"]
+__all__ = [
+    "ASR_JUDGES",
+    "FasterWhisper",
+    "JudgeUnavailable",
+    "PocketsphinxJsgf",
+    "PocketsphinxLm",
+    "Transcriber",
+    "make_transcriber",
+    "resolve_asr_judge",
+]
 
 SAMPLE_RATE = 16000
+WHISPER_LARGE_V3 = ("large-v3", "edaa852ec7e145841d8ffdb056a99866b5f0a478")
+"""seed-tts-eval's Whisper, and the Systran/faster-whisper-large-v3 commit that several public
+projects pin (not checked against the hub from here: hubs are unreachable in this project)."""
+ASR_JUDGES = ("auto", "pocketsphinx-jsgf", "pocketsphinx-lm", "whisper", "speechbrain")
 
 
 class Transcriber(Protocol):
@@ -38,11 +59,65 @@ class Transcriber(Protocol):
     def version(self) -> str: ...
 
 
-class PocketsphinxJsgf:
+def _en_us_model() -> Path:
+    import pocketsphinx
+
+    return Path(pocketsphinx.get_model_path()) / "en-us"
+
+
+class _Pocketsphinx:
+    """pocketsphinx 5 decoding padded, faintly noised 16 kHz PCM; subclasses pick the search
+    (grammar or language model)."""
+
+    name = "pocketsphinx"
+    _search = ""
+
+    def __init__(self, *, pad_seconds: float, noise_dbfs: float, seed: int, **search: str):
+        import pocketsphinx
+
+        model = _en_us_model()
+        self._decoder = pocketsphinx.Decoder(
+            hmm=str(model / "en-us"),
+            dict=str(model / "cmudict-en-us.dict"),
+            loglevel="FATAL",
+            **search,
+        )
+        self._pad, self._noise, self._seed = pad_seconds, 10 ** (noise_dbfs / 20), seed
+
+    def _pcm(self, wave: np.ndarray, sample_rate: int) -> bytes:
+        """16 kHz int16 audio with `pad_seconds` of faint noise each side (see module doc)."""
+        audio = resample(np.asarray(wave, dtype=np.float32), sample_rate, SAMPLE_RATE)
+        pad = np.zeros(int(self._pad * SAMPLE_RATE), np.float32)
+        audio = np.concatenate([pad, audio, pad])
+        # Seeded by content length: the same audio always gets the same noise.
+        rng = np.random.default_rng([self._seed, len(audio)])
+        audio = audio + rng.normal(0.0, self._noise, len(audio)).astype(np.float32)
+        return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+
+    def transcribe(self, wave: np.ndarray, sample_rate: int) -> str:
+        self._decoder.start_utt()
+        self._decoder.process_raw(self._pcm(wave, sample_rate), full_utt=True)
+        self._decoder.end_utt()
+        hypothesis = self._decoder.hyp()
+        if hypothesis is None:
+            return ""
+        # The LM search marks fillers and alternative pronunciations: "<sil>", "[noise]",
+        # "word(2)"; keep the words only.
+        words = (w.split("(")[0] for w in hypothesis.hypstr.split())
+        return " ".join(w for w in words if not w.startswith(("<", "[")))
+
+    def version(self) -> str:
+        return (
+            f"{self.name}: pocketsphinx {metadata.version('pocketsphinx')} (en-us, {self._search})"
+        )
+
+
+class PocketsphinxJsgf(_Pocketsphinx):
     """pocketsphinx 5 with a finite-state grammar: it can only hear sentences of the grammar,
     which is what makes its default en-us model usable on eSpeak-like speech."""
 
     name = "pocketsphinx-jsgf"
+    _search = "JSGF"
 
     def __init__(
         self,
@@ -52,69 +127,160 @@ class PocketsphinxJsgf:
         noise_dbfs: float = -60.0,
         seed: int = 0,
     ) -> None:
-        import pocketsphinx
-
         grammar = Path(grammar)
         if not grammar.is_file():
             raise JudgeUnavailable(
                 f"pocketsphinx-jsgf: grammar file {grammar} not found (the "
                 "synthetic corpus writes grammar.jsgf next to its manifest)"
             )
-        model = Path(pocketsphinx.get_model_path()) / "en-us"
-        self._decoder = pocketsphinx.Decoder(
-            hmm=str(model / "en-us"),
-            dict=str(model / "cmudict-en-us.dict"),
-            jsgf=str(grammar),
-            loglevel="FATAL",
+        super().__init__(
+            pad_seconds=pad_seconds, noise_dbfs=noise_dbfs, seed=seed, jsgf=str(grammar)
         )
-        self._pad, self._noise, self._seed = pad_seconds, 10 ** (noise_dbfs / 20), seed
 
-    def transcribe(self, wave: np.ndarray, sample_rate: int) -> str:
-        audio = resample(np.asarray(wave, dtype=np.float32), sample_rate, SAMPLE_RATE)
-        pad = np.zeros(int(self._pad * SAMPLE_RATE), np.float32)
-        audio = np.concatenate([pad, audio, pad])
-        # Seeded by content length: the same audio always gets the same noise.
-        rng = np.random.default_rng([self._seed, len(audio)])
-        audio = audio + rng.normal(0.0, self._noise, len(audio)).astype(np.float32)
-        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
-        self._decoder.start_utt()
-        self._decoder.process_raw(pcm, full_utt=True)
-        self._decoder.end_utt()
-        hypothesis = self._decoder.hyp()
-        return hypothesis.hypstr if hypothesis is not None else ""
 
-    def version(self) -> str:
-        return f"pocketsphinx {metadata.version('pocketsphinx')} (en-us, JSGF)"
+class PocketsphinxLm(_Pocketsphinx):
+    """pocketsphinx 5 with the wheel's en-us trigram LM: open vocabulary, offline, for real
+    corpora (ground-truth WER ≈ 0.2 on read audiobook speech; poor on eSpeak audio)."""
+
+    name = "pocketsphinx-lm"
+    _search = "en-us.lm.bin"
+
+    def __init__(
+        self, *, pad_seconds: float = 0.3, noise_dbfs: float = -60.0, seed: int = 0
+    ) -> None:
+        lm = _en_us_model() / "en-us.lm.bin"
+        if not lm.is_file():
+            raise JudgeUnavailable(
+                f"pocketsphinx-lm: language model {lm} not found (it ships inside the "
+                "pocketsphinx wheel pinned in requirements.lock; rebuild the venv)"
+            )
+        super().__init__(pad_seconds=pad_seconds, noise_dbfs=noise_dbfs, seed=seed, lm=str(lm))
 
 
 class FasterWhisper:
-    """Whisper through faster-whisper, from a local CTranslate2 model directory."""
+    """Whisper through faster-whisper: a local CTranslate2 directory, or a model name / hub id
+    (e.g. large-v3, Systran/faster-whisper-large-v3) at a pinned revision, downloaded into
+    `cache_dir` (huggingface_hub's cache layout). CUDA when available, else CPU int8."""
 
     name = "whisper"
 
-    def __init__(self, source: str | None) -> None:
+    def __init__(
+        self,
+        source: str | None,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        device: str | None = None,
+    ) -> None:
         try:
             from faster_whisper import WhisperModel
         except ImportError:
             raise JudgeUnavailable(
-                "whisper: the optional package faster-whisper is not "
-                "installed (pip install faster-whisper)"
+                "whisper: the package faster-whisper is not installed (it is pinned in "
+                "requirements.lock; rebuild the venv with `make venv`)"
             ) from None
-        if not source or not Path(source).is_dir():
+        if not source:
+            name, rev = WHISPER_LARGE_V3
             raise JudgeUnavailable(
-                f"whisper: eval.asr_judge_source must be a local directory "
-                f"holding a CTranslate2 Whisper model, got {source!r}"
+                "whisper: set eval.asr_judge_source to a local directory holding a CTranslate2 "
+                f"Whisper model, or a faster-whisper model name with eval.asr_judge_revision "
+                f"(e.g. {name} at {rev})"
             )
-        self._model = WhisperModel(source, device="auto", compute_type="default")
-        self._source = source
+        path = (
+            Path(source)
+            if Path(source).is_dir()
+            else _whisper_snapshot(source, revision, cache_dir)
+        )
+        self._model, self._device = _load_whisper(WhisperModel, path, device or _cuda_or_cpu())
+        self._source = str(path) if Path(source).is_dir() else f"{source}@{revision} ({path})"
 
     def transcribe(self, wave: np.ndarray, sample_rate: int) -> str:
         audio = resample(np.asarray(wave, dtype=np.float32), sample_rate, SAMPLE_RATE)
-        segments, _ = self._model.transcribe(audio, language="en", beam_size=5)
+        # temperature 0 only: faster-whisper's default falls back to *sampling* at rising
+        # temperatures when a decode looks poor (broken TTS output does), which would make
+        # the same audio score differently on every run.
+        segments, _ = self._model.transcribe(audio, language="en", beam_size=5, temperature=0.0)
         return " ".join(s.text.strip() for s in segments)
 
     def version(self) -> str:
-        return f"faster-whisper {metadata.version('faster-whisper')} ({self._source})"
+        return (
+            f"whisper: faster-whisper {metadata.version('faster-whisper')} "
+            f"({self._source}, {self._device})"
+        )
+
+
+def _load_whisper(whisper_model: type, path: Path, device: str) -> tuple[Any, str]:
+    """(model, "device compute-type"). On CUDA, a one-second warm-up decode proves the CUDA
+    libraries load: the ctranslate2 wheel links CUDA 12 cuBLAS/cuDNN, which a CUDA 13 torch
+    install does not provide; then the judge falls back to the CPU, saying so, and
+    `version()` records where it ran."""
+    compute = "float16" if device == "cuda" else "int8"  # faster-whisper's usual settings
+    try:
+        model = whisper_model(str(path), device=device, compute_type=compute)
+        if device == "cuda":
+            list(model.transcribe(np.zeros(SAMPLE_RATE, np.float32), language="en")[0])
+    except (RuntimeError, ValueError, OSError) as err:
+        if device == "cuda":
+            warnings.warn(
+                f"whisper: CUDA unusable ({err}); judging on the CPU (slow for large models)",
+                stacklevel=3,
+            )
+            return _load_whisper(whisper_model, path, "cpu")
+        raise JudgeUnavailable(
+            f"whisper: {path} does not load as a CTranslate2 Whisper model ({err})"
+        ) from None
+    return model, f"{device} {compute}"
+
+
+def _cuda_or_cpu() -> str:
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def _whisper_snapshot(name: str, revision: str | None, cache_dir: str | Path | None) -> Path:
+    """The local snapshot of model `name` at `revision` in `cache_dir`, downloaded if absent
+    and the hub is reachable (never when HF_HUB_OFFLINE is set)."""
+    from faster_whisper.utils import download_model
+
+    example = f"{WHISPER_LARGE_V3[0]} at {WHISPER_LARGE_V3[1]}"
+    if Path(name).is_absolute() or name.startswith((".", "~")):
+        raise JudgeUnavailable(
+            f"whisper: model directory {name} does not exist (eval.asr_judge_source: a local "
+            "CTranslate2 Whisper directory, or a faster-whisper model name such as "
+            f"{example} with eval.asr_judge_revision)"
+        )
+    if not revision:
+        raise JudgeUnavailable(
+            f"whisper: {name!r} is not a local directory, so it would come from the model hub "
+            f"unpinned: set eval.asr_judge_revision to the commit hash to use (e.g. {example}), "
+            "or give a local CTranslate2 directory"
+        )
+    cache = _required_cache(cache_dir, "whisper")
+    how = (
+        "give eval.asr_judge_source a local directory, e.g. after `huggingface-cli download "
+        "Systran/faster-whisper-large-v3 --revision REV --local-dir DIR` on a machine online"
+    )
+    try:
+        return Path(
+            download_model(name, local_files_only=True, cache_dir=str(cache), revision=revision)
+        )
+    except ValueError as err:  # not one of faster-whisper's names, and not a hub id
+        raise JudgeUnavailable(f"whisper: {err}; or {how}") from None
+    except OSError:
+        pass  # not in the cache yet
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise JudgeUnavailable(
+            f"whisper: {name}@{revision} is not in the cache {cache} and HF_HUB_OFFLINE is set: "
+            f"{how}"
+        )
+    try:
+        return Path(download_model(name, cache_dir=str(cache), revision=revision))
+    except Exception as err:  # any hub or network failure: the way out is the same
+        raise JudgeUnavailable(
+            f"whisper: {name}@{revision} is not in the cache {cache} and cannot be downloaded "
+            f"({type(err).__name__}); {how}"
+        ) from None
 
 
 class SpeechbrainAsr:
@@ -122,7 +288,9 @@ class SpeechbrainAsr:
 
     name = "speechbrain"
 
-    def __init__(self, source: str | None, savedir: str, revision: str | None = None) -> None:
+    def __init__(
+        self, source: str | None, savedir: str | Path | None, revision: str | None = None
+    ) -> None:
         if not source:
             raise JudgeUnavailable(
                 "speechbrain ASR: set eval.asr_judge_source to a hub id "
@@ -133,6 +301,7 @@ class SpeechbrainAsr:
         from speechbrain.inference.ASR import EncoderDecoderASR
 
         fetch = pinned_hub_fetch("speechbrain ASR", source, revision, "eval.asr_judge_revision")
+        savedir = _required_cache(savedir, "speechbrain ASR")
         try:
             self._model = EncoderDecoderASR.from_hparams(
                 source=source,
@@ -141,7 +310,7 @@ class SpeechbrainAsr:
             )
         except Exception as err:
             raise JudgeUnavailable(
-                f"speechbrain ASR: cannot load {source!r} ({err}); offline, "
+                f"speechbrain ASR: cannot load {source!r} into {savedir} ({err}); offline, "
                 "give a local directory as eval.asr_judge_source"
             ) from None
         self._torch = torch
@@ -157,24 +326,51 @@ class SpeechbrainAsr:
         return f"speechbrain {metadata.version('speechbrain')} ({self._source})"
 
 
+def resolve_asr_judge(kind: str, grammar: str | Path | None) -> str:
+    """`auto` → pocketsphinx-jsgf where the corpus has a grammar, else pocketsphinx-lm."""
+    if kind not in ASR_JUDGES:
+        raise ValueError(
+            f"eval.asr_judge: unknown ASR judge {kind!r}, expected one of {ASR_JUDGES}"
+        )
+    if kind == "auto":
+        return "pocketsphinx-jsgf" if grammar is not None else "pocketsphinx-lm"
+    return kind
+
+
 def make_transcriber(
     kind: str,
     *,
     source: str | None = None,
     revision: str | None = None,
     grammar: str | Path | None = None,
-    savedir: str = "data/judges",
+    cache_dir: str | Path | None = None,
 ) -> Transcriber:
-    """The ASR judge named by `EvalConfig.asr_judge`."""
+    """The ASR judge named by `EvalConfig.asr_judge` (`auto` resolved with `grammar`).
+
+    `cache_dir` is where hub judges (whisper names, speechbrain hub ids) are downloaded; it is
+    required for them, so nothing is ever written relative to the working directory."""
+    kind = resolve_asr_judge(kind, grammar)
     if kind == "pocketsphinx-jsgf":
         if grammar is None:
             raise JudgeUnavailable(
-                "pocketsphinx-jsgf needs the corpus grammar (grammar.jsgf); "
-                "real corpora have none: use asr_judge whisper or speechbrain"
+                "pocketsphinx-jsgf needs the corpus grammar (grammar.jsgf); real corpora "
+                "have none: use asr_judge auto or pocketsphinx-lm (offline), whisper or "
+                "speechbrain"
             )
         return PocketsphinxJsgf(grammar)
+    if kind == "pocketsphinx-lm":
+        return PocketsphinxLm()
     if kind == "whisper":
-        return FasterWhisper(source)
-    if kind == "speechbrain":
-        return SpeechbrainAsr(source, savedir, revision)
-    raise ValueError(f"unknown ASR judge {kind!r}")
+        return FasterWhisper(source, revision=revision, cache_dir=cache_dir)
+    return SpeechbrainAsr(
+        source, Path(cache_dir) / "speechbrain-asr" if cache_dir else None, revision
+    )
+
+
+def _required_cache(cache_dir: str | Path | None, judge: str) -> Path:
+    if cache_dir is None:
+        raise JudgeUnavailable(
+            f"{judge}: no cache directory to download into (set eval.cache_dir, or pass "
+            "cache_dir= to make_transcriber)"
+        )
+    return Path(cache_dir)

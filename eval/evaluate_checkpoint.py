@@ -41,7 +41,7 @@ from training.corpus.features import FeatureStore, load_features
 from training.corpus.manifest import Corpus, CorpusError, Utterance
 from training.data import heldout_roles, reference_frames
 from training.inference import Synthesizer
-from training.vocoder import Vocoder, make_vocoder
+from training.vocoder import Vocoder
 
 __all__ = [
     "EvalItem",
@@ -74,21 +74,42 @@ class Judges:
     transcriber: Transcriber
 
     @classmethod
-    def build(cls, cfg: EvalConfig, corpus_root: Path) -> Judges:
+    def build(
+        cls, cfg: EvalConfig, corpus_root: Path, cache_dir: str | Path | None = None
+    ) -> Judges:
+        """The judges `cfg` names, for the corpus at `corpus_root`.
+
+        Hub judges are downloaded into (first that is set): `cfg.cache_dir` (the sweep sets it
+        to `<runs>/judges` before trials start, so every trial and worker shares one copy),
+        the `cache_dir` argument, else `judges/` beside the corpus (`<corpus_root>/../judges`,
+        which is what `judges check` uses). Never the working directory. `asr_judge: auto`
+        picks pocketsphinx-jsgf when the corpus has grammar.jsgf, else pocketsphinx-lm."""
+        corpus_root = Path(corpus_root)
+        cache = cls.cache_dir_for(cfg, corpus_root, cache_dir)
         grammar = corpus_root / "grammar.jsgf"
         return cls(
             make_embedder(
                 cfg.speaker_judge,
                 source=cfg.speaker_judge_source,
                 revision=cfg.speaker_judge_revision,
+                cache_dir=cache,
             ),
             make_transcriber(
                 cfg.asr_judge,
                 source=cfg.asr_judge_source,
                 revision=cfg.asr_judge_revision,
                 grammar=grammar if grammar.exists() else None,
+                cache_dir=cache,
             ),
         )
+
+    @staticmethod
+    def cache_dir_for(
+        cfg: EvalConfig, corpus_root: Path, cache_dir: str | Path | None = None
+    ) -> Path:
+        """`cfg.cache_dir`, else `cache_dir`, else `<corpus_root>/../judges` (absolute)."""
+        chosen = cfg.cache_dir or cache_dir or Path(corpus_root).resolve().parent / "judges"
+        return Path(chosen).resolve()
 
     def versions(self) -> dict[str, str]:
         return {"speaker": self.embedder.version(), "asr": self.transcriber.version()}
@@ -306,7 +327,8 @@ def evaluate_checkpoint(
     vocoded or judged is a counted failure (`failed_utterances`, WER 1, SIM 0)."""
     started = time.perf_counter()
     export_dir, corpus_root, out_dir = Path(export_dir), Path(corpus_root), Path(out_dir)
-    synthesizer = synthesizer or Synthesizer.load(export_dir)
+    if synthesizer is None:
+        synthesizer = Synthesizer.load(export_dir, cfg=cfg, cache_dir=corpus_root.parent / "judges")
     cfg = cfg or synthesizer.trial.eval
     features = synthesizer.features
     corpus = Corpus.open(corpus_root, check_files=False)
@@ -315,7 +337,7 @@ def evaluate_checkpoint(
     judges = judges or Judges.build(cfg, corpus_root)
     items, enrolment = evaluation_plan(corpus, cfg)
     ref_frames = reference_frames(cfg.prompt_seconds, features.sample_rate, features.hop_length)
-    vocoder = make_vocoder(features)
+    vocoder = synthesizer.vocoder
     reference_started = time.perf_counter()
     centroids, ceiling_scores = reference_scores(
         corpus, cfg, features, judges, items, enrolment, store, index, vocoder

@@ -3,9 +3,14 @@
 eer             speaker-verification equal error rate over all same/different-speaker pairs
 identical_sim   cosine of an utterance's embedding with itself, recomputed (→ 1)
 gt_wer          WER on the real recordings (a floor the models cannot beat)
-gl_wer          WER on real mels through Griffin-Lim (the vocoder's own cost)
+gl_wer          WER on real mels through the evaluation vocoder (`EvalConfig.vocoder`,
+                Griffin-Lim by default: the vocoder's own cost)
 wrong_text_wer  WER of real transcripts scored against another sentence (→ ~1)
 noise_wer       WER of white noise scored against the sentences (→ 1)
+
+With the default `EvalConfig` it runs offline on any prepared corpus: `asr_judge: auto` is
+pocketsphinx-jsgf on a synthetic corpus (it has grammar.jsgf) and pocketsphinx-lm on a real
+one; `judges["asr"]` in the result names the judge that ran.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from training.config import EvalConfig, FeatureConfig
 from training.corpus.audio import read_audio
 from training.corpus.features import load_features
 from training.corpus.manifest import Corpus, Utterance
-from training.vocoder import make_vocoder
+from training.vocoder import vocoder_for
 
 __all__ = ["check_judges", "equal_error_rate"]
 
@@ -51,12 +56,17 @@ def check_judges(
     features: FeatureConfig | None = None,
     per_speaker: int = 12,
     seed: int = 0,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run every check on up to `per_speaker` held-out utterances of each held-out voice."""
+    """Run every check on up to `per_speaker` held-out utterances of each held-out voice.
+
+    Hub judges and vocoders are downloaded into `cfg.cache_dir`, else `cache_dir`, else
+    `judges/` beside the corpus (see `Judges.build`)."""
     started = time.perf_counter()
     cfg, features = cfg or EvalConfig(), features or FeatureConfig()
     corpus = Corpus.open(corpus_root)
-    judges = Judges.build(cfg, Path(corpus_root))
+    cache = Judges.cache_dir_for(cfg, Path(corpus_root), cache_dir)
+    judges = Judges.build(cfg, Path(corpus_root), cache)
     utts = _heldout_sample(corpus, per_speaker)
     audio = [read_audio(corpus.audio_path(u)) for u in utts]
     rate = audio[0][1]
@@ -77,7 +87,7 @@ def check_judges(
     real = [judges.transcriber.transcribe(w, rate) for w in waves]
     store = load_features(corpus, features, workers=1, progress=False)
     index = {u.id: i for i, u in enumerate(corpus.utterances)}
-    vocoder = make_vocoder(features)
+    vocoder = vocoder_for(features, cfg, cache)
     vocoded = [
         judges.transcriber.transcribe(
             vocoder(torch.from_numpy(np.array(store.mel(index[u.id])))).numpy(),
@@ -105,6 +115,7 @@ def check_judges(
         "utterances": len(utts),
         "speakers": len(set(speakers)),
         "judges": judges.versions(),
+        "cache_dir": str(cache),
         "corpus": str(corpus_root),
         "seconds": time.perf_counter() - started,
     }

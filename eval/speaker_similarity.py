@@ -98,7 +98,7 @@ class SpeechbrainEcapaEmbedder:
     name = "speechbrain-ecapa"
 
     def __init__(
-        self, source: str | None, savedir: str | Path, revision: str | None = None
+        self, source: str | None, savedir: str | Path | None, revision: str | None = None
     ) -> None:
         from speechbrain.inference.speaker import EncoderClassifier
 
@@ -107,6 +107,11 @@ class SpeechbrainEcapaEmbedder:
         fetch = pinned_hub_fetch(
             "speechbrain-ecapa", source, revision, "eval.speaker_judge_revision"
         )
+        if savedir is None:
+            raise JudgeUnavailable(
+                "speechbrain-ecapa: no cache directory to download into (set eval.cache_dir, "
+                "or pass cache_dir= to make_embedder)"
+            )
         savedir = Path(savedir) / (revision or "local")[:12]  # one copy per pinned revision
         try:
             self._model = EncoderClassifier.from_hparams(
@@ -173,11 +178,15 @@ def make_embedder(
     *,
     source: str | None = None,
     revision: str | None = None,
-    savedir: str | Path = "data/judges/ecapa",
+    cache_dir: str | Path | None = None,
 ) -> SpeakerEmbedder:
-    """The speaker judge named by `EvalConfig.speaker_judge`."""
+    """The speaker judge named by `EvalConfig.speaker_judge`.
+
+    `cache_dir` is where speechbrain-ecapa is downloaded (`<cache_dir>/speechbrain-ecapa/`);
+    it is required for it, so nothing is ever written relative to the working directory."""
     if kind == "resemblyzer":
         return ResemblyzerEmbedder()
     if kind == "speechbrain-ecapa":
+        savedir = Path(cache_dir) / "speechbrain-ecapa" if cache_dir is not None else None
         return SpeechbrainEcapaEmbedder(source, savedir, revision)
     raise ValueError(f"unknown speaker judge {kind!r}")

@@ -1,22 +1,30 @@
-"""Word error rate with jiwer, after seed-tts-eval's normalisation.
+"""Word error rate with jiwer, after Whisper's English text normalisation.
 
-Normalisation: lower-case; punctuation removed except apostrophes inside words; whitespace
-collapsed. WER is pooled: total edits over total reference words, not a mean of per-utterance
-rates (short utterances would otherwise weigh as much as long ones).
+Normalisation (every ASR judge, both reference and hypothesis): Whisper's
+`EnglishTextNormalizer` (the PyPI package whisper-normalizer, a copy of openai-whisper's) —
+lower-case; punctuation and bracketed asides removed; fillers ("uh", "hmm") dropped;
+contractions expanded; titles spelled out ("mr" → "mister"); hyphens split; spoken numbers
+and currency written as digits ("twenty dollars" → "$20", "seven" → "7"); British spellings
+mapped to American ("colour" → "color"). Then tokens without a letter or digit are dropped
+(Whisper's normaliser leaves a lone "." after a trailing "..."), so no punctuation is ever
+counted as a word.
+
+WER is pooled: total edits over total reference words, not a mean of per-utterance rates
+(short utterances would otherwise weigh as much as long ones).
 """
 
 from __future__ import annotations
 
-import re
-import string
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING
 
 import jiwer
 
-__all__ = ["UtteranceWer", "normalize", "pooled_wer", "utterance_wer"]
+if TYPE_CHECKING:
+    from whisper_normalizer.english import EnglishTextNormalizer
 
-_PUNCTUATION = re.compile("[" + re.escape(string.punctuation.replace("'", "")) + "]")
-_LONE_APOSTROPHES = re.compile(r"(?<!\w)'|'(?!\w)")
+__all__ = ["UtteranceWer", "normalize", "pooled_wer", "utterance_wer"]
 
 _TRANSFORM = jiwer.Compose(
     [
@@ -28,11 +36,18 @@ _TRANSFORM = jiwer.Compose(
 )
 
 
+@cache
+def _english() -> EnglishTextNormalizer:
+    """Built once, on first use (it reads a 56 kB spelling map)."""
+    from whisper_normalizer.english import EnglishTextNormalizer
+
+    return EnglishTextNormalizer()
+
+
 def normalize(text: str) -> str:
-    """`"Hello, World!  It's"` → `"hello world it's"`."""
-    text = _PUNCTUATION.sub(" ", text.lower())
-    text = _LONE_APOSTROPHES.sub(" ", text)
-    return " ".join(text.split())
+    """`"Mr. Smith paid $20, colour-blind!"` → `"mister smith paid $20 color blind"`."""
+    words = _english()(text).split()
+    return " ".join(w for w in words if any(c.isalnum() for c in w))
 
 
 @dataclass(frozen=True)

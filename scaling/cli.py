@@ -119,6 +119,12 @@ def add_judges_parser(commands: Any) -> None:
         default=12,
         help="held-out utterances per voice (default: %(default)s)",
     )
+    check.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where hub judges are downloaded (default: judges/ beside the corpus)",
+    )
     check.add_argument("--json", action="store_true", help="one JSON object on stdout")
     check.set_defaults(handler=_judges_check)
 
@@ -131,7 +137,7 @@ def _judges_check(args: argparse.Namespace) -> int:
     corpus = args.corpus or resolve_corpus(
         CorpusRef(synthetic=args.preset), FeatureConfig(), progress=not args.json
     )
-    result = check_judges(corpus, per_speaker=args.per_speaker)
+    result = check_judges(corpus, per_speaker=args.per_speaker, cache_dir=args.cache_dir)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -146,7 +152,7 @@ def _judges_check(args: argparse.Namespace) -> int:
         ("identical-audio SIM", "identical_sim"),
         ("same / different speaker SIM", None),
         ("ground-truth WER", "gt_wer"),
-        ("Griffin-Lim resynthesis WER", "gl_wer"),
+        ("vocoder resynthesis WER", "gl_wer"),
         ("wrong-text WER", "wrong_text_wer"),
         ("noise WER", "noise_wer"),
     ]
