@@ -86,6 +86,7 @@ corpus: venv
 bench: venv
 	$(PY) bench/corpus_build.py
 	$(PY) bench/train_step.py
+	$(PY) bench/alignment.py
 	$(PY) bench/eval_time.py
 
 gpu-check: venv

@@ -31,9 +31,10 @@ import torch.distributed as dist
 from training.checkpoint_digest import verify_manifests, write_manifest
 from training.config import TrialConfig
 from training.data import TrialData, batch_indices
+from training.distributed import mean_across_ranks
 from training.losses import batch_loss, validation_loss
 from training.model import VoiceCloner, count_parameters, train_flops_per_step
-from training.weights import export_model, parameter_digests, sync_buffers
+from training.weights import export_model, full_weights, parameter_digests, sync_buffers
 
 __all__ = [
     "TrainerState",
@@ -93,17 +94,28 @@ def deepspeed_config(trial: TrialConfig, world_size: int, cuda: bool) -> dict[st
     precision = trial.deepspeed.precision
     if precision == "auto":
         precision = "bf16" if cuda else "fp32"
-    return {
+    zero: dict[str, Any] = {"stage": trial.deepspeed.zero_stage}
+    if zero["stage"] == 3:
+        # Partition every parameter. By default ZeRO-3 keeps those under 1e5 elements whole on
+        # every rank, which here is nearly all of them (convolutions of width ≤ 1 k): ZeRO-3
+        # would quietly be ZeRO-2, and small test models would never take the partitioned path.
+        zero["stage3_param_persistence_threshold"] = 0
+    config = {
         "train_batch_size": global_batch,
         "train_micro_batch_size_per_gpu": micro,
         "gradient_accumulation_steps": accumulation,
         "gradient_clipping": trial.optim.grad_clip,
-        "zero_optimization": {"stage": trial.deepspeed.zero_stage},
+        "zero_optimization": zero,
         "bf16": {"enabled": precision == "bf16"},
         "fp16": {"enabled": precision == "fp16"},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
+    if precision in ("bf16", "fp16"):
+        # DeepSpeed 0.19 casts parameters only; BatchNorm then meets low-precision weights
+        # with fp32 running statistics and refuses. Buffers follow the parameters' dtype.
+        config["data_types"] = {"buffer_dtype": precision}
+    return config
 
 
 @dataclass
@@ -297,7 +309,7 @@ def _run_steps(run: TrialRun) -> str:
             engine.backward(loss)
             engine.step()
             losses.append(float(loss.detach()))
-        train_loss = _mean_across_ranks(float(np.mean(losses)), world)
+        train_loss = mean_across_ranks(float(np.mean(losses)), world, device)
         step_times.append(time.perf_counter() - started)
         state.train_seconds += step_times[-1]
         state.flops += _step_flops(engine.module, data, indices, micro * world * accumulation)
@@ -317,7 +329,7 @@ def _run_steps(run: TrialRun) -> str:
         }
         if at_eval:
             sync_buffers(engine.module, world)
-            val = validation_loss(engine.module, data, device, rank, world)
+            val = validation_loss(engine.module, data, device, rank, world, lockstep=_zero3(engine))
             if not math.isfinite(val):
                 state.divergence = f"non-finite val_loss ({val}) at step {state.step}"
                 return "diverged"
@@ -368,12 +380,9 @@ def _step_flops(module: VoiceCloner, data: TrialData, indices: list[int], n: int
     )
 
 
-def _mean_across_ranks(value: float, world: int) -> float:
-    if world == 1:
-        return value
-    t = torch.tensor([value], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t[0] / world)
+def _zero3(engine) -> bool:
+    """Under ZeRO-3 every forward pass is a collective (it gathers the parameters)."""
+    return engine.zero_optimization_stage() == 3
 
 
 def _report(metrics: dict[str, Any], engine, state: TrainerState, rank: int) -> None:
@@ -420,7 +429,9 @@ def _finish(run: TrialRun, status: str) -> None:
     counts = count_parameters(engine.module)
     if not diverged:
         sync_buffers(engine.module, world)
-    digests = parameter_digests(engine.module, world)
+    # Every rank gathers (a collective under ZeRO-3); rank 0 alone writes the export.
+    weights = full_weights(engine)
+    digests = parameter_digests(weights, world)
     metrics = {
         "step": state.step,
         "status": "diverged" if diverged else "done",
@@ -456,7 +467,7 @@ def _finish(run: TrialRun, status: str) -> None:
         checkpoint = None
         if run.rank == 0:
             if not diverged:
-                export_model(engine.module, trial, data, Path(directory))
+                export_model(engine.module, trial, data, Path(directory), weights)
                 if run.loop.on_export is not None:
                     metrics["eval"] = run.loop.on_export(Path(directory)).to_json()
             (Path(directory) / FINAL_METRICS).write_text(json.dumps(metrics))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 
 from training.data import Batch, TrialData
+from training.distributed import max_across_ranks, sum_across_ranks
 from training.model import ModelOutput, sequence_mask
 
 __all__ = ["batch_loss", "teacher_forced", "validation_loss"]
@@ -47,19 +47,45 @@ def batch_loss(model: torch.nn.Module, batch: Batch) -> tuple[torch.Tensor, dict
 
 @torch.no_grad()
 def validation_loss(
-    model: torch.nn.Module, data: TrialData, device: torch.device, rank: int, world: int
+    model: torch.nn.Module,
+    data: TrialData,
+    device: torch.device,
+    rank: int,
+    world: int,
+    *,
+    lockstep: bool = False,
 ) -> float:
     """Held-out L1 on log-mel (held-out speakers, their prompt as reference), frame-weighted
-    and summed across data-parallel ranks so every rank gets the same number."""
+    and summed across data-parallel ranks so every rank gets the same number.
+
+    `lockstep`: every rank runs the same number of forward passes, as ZeRO-3 needs (each
+    forward gathers the partitioned parameters from all ranks, so a rank with one batch fewer
+    would leave the others waiting forever). The extra passes' outputs are discarded."""
     model.eval()
     total = torch.zeros(2, dtype=torch.float64)
-    for batch in data.val_batches(16, shard=rank, shards=world):
+    batches = data.val_batches(16, shard=rank, shards=world)
+    for batch in batches:
         batch = batch.to(device)
         out = teacher_forced(model, batch)
         mask = sequence_mask(batch.mel_lens, batch.mel.shape[1])[..., None]
         total[0] += float(((out.mel.float() - batch.mel).abs() * mask).sum())
         total[1] += float(mask.sum()) * batch.mel.shape[-1]
+    if lockstep and world > 1:
+        _forward_discarded(
+            model, data, max_across_ranks(len(batches), world, device) - len(batches), device
+        )
     model.train()
-    if world > 1:
-        dist.all_reduce(total)
+    total = sum_across_ranks(total, world, device)
     return float(total[0] / total[1])
+
+
+def _forward_discarded(
+    model: torch.nn.Module, data: TrialData, n: int, device: torch.device
+) -> None:
+    """`n` forward passes whose results nobody reads, on the first validation batch (every
+    rank can build it, including one whose shard is empty)."""
+    if n <= 0:
+        return
+    batch = data.val_batches(16)[0].to(device)
+    for _ in range(n):
+        teacher_forced(model, batch)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
@@ -30,6 +31,7 @@ __all__ = [
     "ModelOutput",
     "VoiceCloner",
     "count_parameters",
+    "full_numel",
     "length_regulate",
     "monotonic_alignment",
     "sequence_mask",
@@ -130,38 +132,77 @@ def monotonic_alignment(
 
     `log_likelihood` is [B, N, T] (phoneme i emits frame t). Returns integer durations [B, N]
     summing to each frame length; every phoneme gets >= 1 frame when T >= N.
+
+    The forward pass runs on the input's device, batched; its decisions then come to the host
+    in one transfer and the backtrack walks every utterance at once, one frame at a time (an
+    element read from a GPU tensor per frame and utterance would be a device sync each).
     """
     batch, n, t_max = log_likelihood.shape
     neg = torch.finfo(log_likelihood.dtype).min / 4
     value = torch.full((batch, n), neg, dtype=log_likelihood.dtype, device=log_likelihood.device)
     value[:, 0] = log_likelihood[:, 0, 0]
-    moved_here = torch.zeros(batch, n, t_max, dtype=torch.bool, device=log_likelihood.device)
+    # [T, B, N]: frame-major, so each step writes (and the backtrack reads) contiguous memory.
+    moved_here = torch.zeros(t_max, batch, n, dtype=torch.bool, device=log_likelihood.device)
     for t in range(1, t_max):
         from_prev = torch.cat([value.new_full((batch, 1), neg), value[:, :-1]], dim=1)
-        moved_here[:, :, t] = from_prev > value
+        moved_here[t] = from_prev > value
         value = torch.maximum(value, from_prev) + log_likelihood[:, :, t]
-    durations = torch.zeros(batch, n, dtype=torch.long, device=log_likelihood.device)
-    for b in range(batch):
-        i = int(phoneme_lens[b]) - 1
-        for t in range(int(frame_lens[b]) - 1, -1, -1):
-            durations[b, i] += 1
-            if i > 0 and (moved_here[b, i, t] or i > t):
-                i -= 1
+    durations = _backtrack(
+        moved_here.cpu().numpy(), phoneme_lens.cpu().numpy(), frame_lens.cpu().numpy()
+    )
+    return torch.from_numpy(durations).to(log_likelihood.device)
+
+
+def _backtrack(
+    moved_here: np.ndarray, phoneme_lens: np.ndarray, frame_lens: np.ndarray
+) -> np.ndarray:
+    """Durations [B, N] from the forward pass's decisions [T, B, N]: from each utterance's last
+    frame back to its first, count a frame for the current phoneme, then step to the previous
+    phoneme if the path came from there (or if the phonemes left would outnumber the frames)."""
+    _, batch, n = moved_here.shape
+    frames = frame_lens.astype(np.int64)
+    rows = np.arange(batch)
+    # int64 like phoneme_lens, so a zero length indexes from the end exactly as torch did.
+    phoneme = phoneme_lens.astype(np.int64) - 1
+    durations = np.zeros((batch, n), dtype=np.int64)
+    for t in range(int(frames.max(initial=0)) - 1, -1, -1):
+        active = t < frames
+        durations[rows, phoneme] += active
+        step = active & (phoneme > 0) & (moved_here[t, rows, phoneme] | (phoneme > t))
+        phoneme -= step
     return durations
 
 
-def beta_binomial_log_prior(n_tokens: int, n_frames: int, scale: float = 1.0) -> torch.Tensor:
-    """log P(token | frame) [n_tokens, n_frames] of RAD-TTS's static alignment prior: frame t
-    of T most likely belongs near token (t / T)·N, a soft diagonal."""
-    k = torch.arange(n_tokens, dtype=torch.float64)[:, None]
-    t = torch.arange(n_frames, dtype=torch.float64)[None, :]
-    a, b, n = scale * (t + 1), scale * (n_frames - t), n_tokens - 1
+def beta_binomial_log_prior(
+    token_lens: torch.Tensor, frame_lens: torch.Tensor, n_tokens: int, n_frames: int
+) -> torch.Tensor:
+    """log P(token | frame) [B, n_frames, n_tokens] of RAD-TTS's static alignment prior, for a
+    padded batch: frame t of T most likely belongs near token (t / T)·N, a soft diagonal; 0
+    outside each utterance's (frames, tokens).
 
-    def log_beta(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return torch.lgamma(x) + torch.lgamma(y) - torch.lgamma(x + y)
+    With scale 1 every argument of log Γ is an integer below n_tokens + n_frames + 2, so log Γ
+    is one small table (computed in float64 on the host, like the per-utterance prior this
+    replaces, hence the same bits) indexed on the lengths' device: no per-utterance work."""
+    device = token_lens.device
+    arguments = torch.arange(n_tokens + n_frames + 2, dtype=torch.float64)
+    table = torch.lgamma(arguments).to(device)
+    # The per-utterance prior took log Γ(N) of a float32 scalar (promoted to float64 after).
+    table32 = torch.lgamma(arguments.float()).double().to(device)
+    k = torch.arange(n_tokens, device=device)[None, None, :]  # token
+    t = torch.arange(n_frames, device=device)[None, :, None]  # frame
+    n = token_lens.long()[:, None, None]
+    f = frame_lens.long()[:, None, None]
+    valid = (k < n) & (t < f)
 
-    log_choose = torch.lgamma(torch.tensor(n + 1.0)) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
-    return (log_choose + log_beta(k + a, n - k + b) - log_beta(a, b)).float()
+    def lg(x: torch.Tensor, values: torch.Tensor = table) -> torch.Tensor:
+        return values[x.clamp(min=0)]  # outside `valid` the value is discarded
+
+    # beta-binomial(k; N - 1, a = t + 1, b = T - t), term by term in the original's order.
+    log_choose = lg(n, table32) - lg(k + 1) - lg(n - k)
+    log_beta_num = lg(k + t + 1) + lg(n - 1 - k + f - t) - lg(n + f)
+    log_beta_den = lg(t + 1) + lg(f - t) - lg(f + 1)
+    prior = (log_choose + log_beta_num - log_beta_den).float()
+    return torch.where(valid, prior, 0.0)
 
 
 class Aligner(nn.Module):
@@ -203,10 +244,9 @@ class Aligner(nn.Module):
         queries = self.query(normalised.transpose(1, 2)).float()  # [B, C, T]
         distance = ((queries[:, :, :, None] - keys[:, :, None, :]) ** 2).sum(1)  # [B, T, N]
         logits = torch.log_softmax(-self.temperature * distance, dim=-1)
-        prior = torch.zeros_like(logits)
-        for b in range(len(logits)):
-            n, t = int(token_mask[b].sum()), int(frame_lens[b])
-            prior[b, :t, :n] = beta_binomial_log_prior(n, t).T
+        prior = beta_binomial_log_prior(
+            token_mask.sum(1), frame_lens, logits.shape[2], logits.shape[1]
+        )
         logits = (logits + prior).masked_fill(~token_mask[:, None, :], -1e4)
         return torch.log_softmax(logits, dim=-1)
 
@@ -287,7 +327,26 @@ class VoiceCloner(nn.Module):
     ) -> ModelOutput:
         """Teacher-forced when `durations` are given, or learned by the aligner from `mel`;
         otherwise durations come from the duration predictor (inference)."""
-        dtype = self.to_mel.weight.dtype  # bf16 under DeepSpeed on GPUs
+        dtype = self.to_mel.weight.dtype  # bf16 under DeepSpeed's bf16 mode
+        # DeepSpeed casts the parameters only; speechbrain's ECAPA mixes in fp32 statistics
+        # (attentive pooling), which a bf16 conv or BatchNorm refuses. Autocast keeps every
+        # op's inputs in one dtype; fp32 weights run exactly as without it.
+        with torch.autocast(phonemes.device.type, dtype=dtype, enabled=dtype != torch.float32):
+            return self._forward(
+                phonemes, phoneme_lens, ref_mel, ref_lens, durations, mel, mel_lens, dtype
+            )
+
+    def _forward(
+        self,
+        phonemes: torch.Tensor,
+        phoneme_lens: torch.Tensor,
+        ref_mel: torch.Tensor,
+        ref_lens: torch.Tensor,
+        durations: torch.Tensor | None,
+        mel: torch.Tensor | None,
+        mel_lens: torch.Tensor | None,
+        dtype: torch.dtype,
+    ) -> ModelOutput:
         ref_mel = ref_mel.to(dtype)
         token_mask = sequence_mask(phoneme_lens, phonemes.shape[1])
         speaker = self.embed_speaker(ref_mel, ref_lens)
@@ -338,10 +397,16 @@ class VoiceCloner(nn.Module):
 # Size accounting
 
 
+def full_numel(param: torch.Tensor) -> int:
+    """Elements of the whole parameter: under ZeRO-3 a rank holds an empty partition, and
+    DeepSpeed records the full size as `ds_numel`."""
+    return int(getattr(param, "ds_numel", param.numel()))
+
+
 def count_parameters(model: VoiceCloner) -> dict[str, int]:
     """Total and non-embedding parameter counts (the scaling-law N is the latter)."""
-    total = sum(p.numel() for p in model.parameters())
-    embedding = model.embedding.weight.numel()
+    total = sum(full_numel(p) for p in model.parameters())
+    embedding = full_numel(model.embedding.weight)
     return {"total": total, "non_embedding": total - embedding}
 
 
@@ -352,7 +417,7 @@ def _weight_macs_per_position(module: nn.Module) -> int:
         if isinstance(m, nn.Linear):
             macs += m.in_features * m.out_features
         elif isinstance(m, nn.Conv1d):
-            macs += m.weight.numel()
+            macs += full_numel(m.weight)
     return macs
 
 
@@ -362,7 +427,7 @@ def _speaker_macs_per_frame(speaker: ECAPA_TDNN) -> int:
     per_frame = 0
     for name, m in speaker.named_modules():
         if isinstance(m, nn.Conv1d) and ".se_block." not in f".{name}." and name != "fc.conv":
-            per_frame += m.weight.numel()
+            per_frame += full_numel(m.weight)
     return per_frame
 
 
@@ -393,7 +458,7 @@ def train_flops_per_step(
     data_fed_per_frame = _weight_macs_per_position(model.position)
     if model.aligner is not None:
         per_frame += _weight_macs_per_position(model.aligner.query)
-        data_fed_per_frame += model.aligner.query[0].weight.numel()  # reads the target mel
+        data_fed_per_frame += full_numel(model.aligner.query[0].weight)  # reads the target mel
     per_ref_frame = _speaker_macs_per_frame(model.speaker)
     per_utterance = (
         _weight_macs_per_position(model.speaker)
@@ -407,6 +472,6 @@ def train_flops_per_step(
         + per_ref_frame * ref_frames
         + per_utterance * utterances
     )
-    first_conv = model.speaker.blocks[0].conv.conv.weight.numel()
+    first_conv = full_numel(model.speaker.blocks[0].conv.conv.weight)
     data_fed = first_conv * ref_frames + data_fed_per_frame * frames
     return 6.0 * macs - 2.0 * data_fed
