@@ -259,6 +259,9 @@ class DeepSpeedConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     """auto: bf16 on CUDA, fp32 on CPU."""
     gradient_accumulation_steps: Positive = 1
+    zero3_param_persistence_threshold: NonNegative = 100_000
+    """ZeRO-3 keeps parameters with fewer elements than this whole on every rank (DeepSpeed's
+    default: fewer, slower gathers of tiny tensors); 0 partitions every one."""
 
 
 AsrJudge = Literal["auto", "pocketsphinx-jsgf", "pocketsphinx-lm", "whisper", "speechbrain"]

@@ -215,6 +215,11 @@ class TrialData:
             frames += len(example.mel)
         return (total / max(frames, 1)).astype(np.float32)
 
+    def frames_per_phoneme(self) -> float:
+        """Mean frames per phoneme over the training utterances (no timings needed)."""
+        frames = sum(len(e.mel) for e in self.train)
+        return frames / max(sum(len(e.phonemes) for e in self.train), 1)
+
     def train_batch(self, indices: list[int], seed: int, step: int) -> Batch:
         rng = np.random.default_rng([seed, step, 1])
         return collate(

@@ -96,10 +96,10 @@ def deepspeed_config(trial: TrialConfig, world_size: int, cuda: bool) -> dict[st
         precision = "bf16" if cuda else "fp32"
     zero: dict[str, Any] = {"stage": trial.deepspeed.zero_stage}
     if zero["stage"] == 3:
-        # Partition every parameter. By default ZeRO-3 keeps those under 1e5 elements whole on
-        # every rank, which here is nearly all of them (convolutions of width ≤ 1 k): ZeRO-3
-        # would quietly be ZeRO-2, and small test models would never take the partitioned path.
-        zero["stage3_param_persistence_threshold"] = 0
+        # Below the threshold a parameter stays whole on every rank: with DeepSpeed's default
+        # (1e5) a CPU-sized model is never partitioned, so tests set 0.
+        threshold = trial.deepspeed.zero3_param_persistence_threshold
+        zero["stage3_param_persistence_threshold"] = threshold
     config = {
         "train_batch_size": global_batch,
         "train_micro_batch_size_per_gpu": micro,
@@ -223,6 +223,7 @@ def _build_engine(trial: TrialConfig, data: TrialData, world: int):
         trial.model, len(data.vocab), data.n_mels, learn_alignment=not data.has_durations
     )
     model.init_output_bias(torch.from_numpy(data.mean_mel()))
+    model.init_duration_bias(data.frames_per_phoneme())
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=trial.learning_rate,

@@ -310,6 +310,15 @@ class VoiceCloner(nn.Module):
         steps, held-out L1 1.42 → 1.17 with this init)."""
         self.to_mel.bias.copy_(mean_mel.to(self.to_mel.bias))
 
+    @torch.no_grad()
+    def init_duration_bias(self, frames_per_phoneme: float) -> None:
+        """Start the duration predictor at the training data's mean phoneme length (frames
+        over phonemes, known with or without timings). From zero it predicts 0 frames per
+        phoneme — a few milliseconds of audio for a whole sentence — until it has trained
+        for a while: short trials (and aligner-trained ones, whose targets are rough early)
+        then produce nothing to judge. Its input is detached, so the mel path is untouched."""
+        self.duration.out.bias.fill_(math.log1p(frames_per_phoneme))
+
     def embed_speaker(self, ref_mel: torch.Tensor, ref_lens: torch.Tensor) -> torch.Tensor:
         """[B, T_ref, n_mels] reference frames → [B, width] speaker vector."""
         relative = ref_lens.to(ref_mel.dtype) / ref_mel.shape[1]

@@ -63,7 +63,7 @@ def smoke_trial(
             batch_size=8,
             inject_failure_at_step=inject_failure_at_step,
         ),
-        deepspeed=DeepSpeedConfig(zero_stage=zero_stage),
+        deepspeed=DeepSpeedConfig(zero_stage=zero_stage, zero3_param_persistence_threshold=0),
         resources=ResourcesConfig(num_workers=2),
     )
 

@@ -11,7 +11,7 @@ from scaling.cli import main as voicescale
 from scaling.preflight import resource_problems
 from scaling.sweep import run_sweep
 from tests.corpus.layouts import clips, write_libritts
-from tests.eval.test_judges import write_ecapa_dir
+from tests.eval.tiny_ecapa import write_ecapa_dir
 from tests.eval.tiny_whisper import write_tiny_whisper
 from training.config import ConfigError, SweepConfig, load_config, with_overrides
 from training.corpus.manifest import Corpus

@@ -46,7 +46,9 @@ def trial_for(corpus: Path, stage: int, precision: str) -> TrialConfig:
             corpus=CorpusRef(synthetic=None, path=str(corpus)), budget=DataBudget(utterances=64)
         ),
         training=TrainingConfig(steps=STEPS, batch_size=8),
-        deepspeed=DeepSpeedConfig(zero_stage=stage, precision=precision),
+        deepspeed=DeepSpeedConfig(
+            zero_stage=stage, precision=precision, zero3_param_persistence_threshold=0
+        ),
         resources=ResourcesConfig(num_workers=2),
     )
 
