@@ -354,7 +354,7 @@ def _run_steps(run: TrialRun) -> str:
     return "done"
 
 
-def _timing_summary(timing: dict[str, Any]) -> dict[str, float]:
+def _timing_summary(timing: dict[str, Any]) -> dict[str, float | None]:
     steps = timing["step_s"]
     steady = steps[3:] or steps  # the first steps warm caches and allocators
     return {
@@ -363,6 +363,10 @@ def _timing_summary(timing: dict[str, Any]) -> dict[str, float]:
         "first_step_s": steps[0] if steps else math.nan,
         "steady_step_s": float(np.median(steady)) if steady else math.nan,
         "steps_timed": len(steps),
+        # This rank's high-water mark of allocated GPU memory (none on CPU).
+        "peak_memory_bytes": torch.cuda.max_memory_allocated()
+        if torch.cuda.is_available()
+        else None,
     }
 
 
