@@ -84,23 +84,29 @@ class Judges:
         the `cache_dir` argument, else `judges/` beside the corpus (`<corpus_root>/../judges`,
         which is what `judges check` uses). Never the working directory. `asr_judge: auto`
         picks pocketsphinx-jsgf when the corpus has grammar.jsgf, else pocketsphinx-lm."""
-        corpus_root = Path(corpus_root)
         cache = cls.cache_dir_for(cfg, corpus_root, cache_dir)
+        return cls(cls.speaker_judge(cfg, cache), cls.asr_judge(cfg, Path(corpus_root), cache))
+
+    @staticmethod
+    def speaker_judge(cfg: EvalConfig, cache: Path) -> SpeakerEmbedder:
+        """The speaker-similarity judge alone (hub downloads into `cache`)."""
+        return make_embedder(
+            cfg.speaker_judge,
+            source=cfg.speaker_judge_source,
+            revision=cfg.speaker_judge_revision,
+            cache_dir=cache,
+        )
+
+    @staticmethod
+    def asr_judge(cfg: EvalConfig, corpus_root: Path, cache: Path) -> Transcriber:
+        """The ASR judge alone; `auto` resolves by whether the corpus has a grammar."""
         grammar = corpus_root / "grammar.jsgf"
-        return cls(
-            make_embedder(
-                cfg.speaker_judge,
-                source=cfg.speaker_judge_source,
-                revision=cfg.speaker_judge_revision,
-                cache_dir=cache,
-            ),
-            make_transcriber(
-                cfg.asr_judge,
-                source=cfg.asr_judge_source,
-                revision=cfg.asr_judge_revision,
-                grammar=grammar if grammar.exists() else None,
-                cache_dir=cache,
-            ),
+        return make_transcriber(
+            cfg.asr_judge,
+            source=cfg.asr_judge_source,
+            revision=cfg.asr_judge_revision,
+            grammar=grammar if grammar.exists() else None,
+            cache_dir=cache,
         )
 
     @staticmethod

@@ -7,8 +7,9 @@ corpus      the prepared corpus exists and opens (a synthetic preset is built at
 rate        its audio is at `trial.features.sample_rate`
 budgets     every `grid.data_budgets` entry fits in its training split
 held-out    its held-out voices have enough utterances for `trial.eval`
-judges      the speaker and ASR judges and the vocoder load (hub ones from the cache, or a
-            local directory)
+speaker     the speaker judge loads (a hub one from the cache, or a local directory)
+asr         the ASR judge loads (likewise)
+vocoder     the vocoder loads
 resources   every trial's workers fit the connected Ray cluster ($RAY_ADDRESS), else this
             machine
 """
@@ -46,10 +47,12 @@ def preflight(sweep: SweepConfig, runs_dir: Path, *, load_judges: bool) -> list[
         checks.append(_rate_check(corpus, template.features.sample_rate))
         checks.append(_budget_check(corpus, sweep))
         checks.append(_heldout_check(corpus, template.eval))
-        if load_judges or _uses_hub(template.eval):
-            from cluster.sweep_runner import judging_config
+    # Judges do not need the corpus itself (only whether it has a sentence grammar).
+    judged_root = corpus.root if corpus else template.corpus.path
+    if judged_root and (load_judges or _uses_hub(template.eval)):
+        from cluster.sweep_runner import judging_config
 
-            checks.append(_judges_check(corpus.root, judging_config(template.eval, runs_dir)))
+        checks += _judges_checks(Path(judged_root), judging_config(template.eval, runs_dir))
     checks.append(_resources_check(sweep.trials()))
     return checks
 
@@ -141,19 +144,26 @@ def _uses_hub(cfg: EvalConfig) -> bool:
     )
 
 
-def _judges_check(corpus_root: Path, cfg: EvalConfig) -> Check:
+def _judges_checks(corpus_root: Path, cfg: EvalConfig) -> list[Check]:
+    """Each judge and the vocoder loaded on its own, so one missing does not hide another."""
     from eval.errors import JudgeUnavailable
     from eval.evaluate_checkpoint import Judges
     from training.config import FeatureConfig
     from training.vocoder import vocoder_for
 
-    try:
-        judges = Judges.build(cfg, corpus_root)
-        vocoder_for(FeatureConfig(), cfg, Path(cfg.cache_dir or corpus_root))
-    except (JudgeUnavailable, ValueError) as err:
-        return Check("judges", "", str(err))
-    versions = judges.versions()
-    return Check("judges", f"{versions['speaker']}; {versions['asr']}; vocoder {cfg.vocoder}")
+    cache = Judges.cache_dir_for(cfg, corpus_root)
+    loaders = {
+        "speaker": lambda: Judges.speaker_judge(cfg, cache).version(),
+        "asr": lambda: Judges.asr_judge(cfg, corpus_root, cache).version(),
+        "vocoder": lambda: (vocoder_for(FeatureConfig(), cfg, cache), cfg.vocoder)[1],
+    }
+    checks = []
+    for name, load in loaders.items():
+        try:
+            checks.append(Check(name, load()))
+        except (JudgeUnavailable, ValueError) as err:
+            checks.append(Check(name, "", str(err)))
+    return checks
 
 
 def _resources_check(trials: list[TrialConfig]) -> Check:

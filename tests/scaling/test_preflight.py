@@ -99,10 +99,19 @@ def test_the_gpu_preset_passes_its_dry_run_on_a_small_prepared_corpus(
         preset(small_libritts["gpu"], small_libritts), small_libritts["runs"], capsys
     )
     assert code == 0, checks
-    assert set(checks) == {"corpus", "rate", "budgets", "held-out", "judges", "resources"}
+    assert set(checks) == {
+        "corpus",
+        "rate",
+        "budgets",
+        "held-out",
+        "speaker",
+        "asr",
+        "vocoder",
+        "resources",
+    }
     assert all(line.split()[0] == "ok" for line in checks.values()), checks
     assert "22050 Hz" in checks["rate"]
-    assert "faster-whisper" in checks["judges"] and "ECAPA" in checks["judges"]
+    assert "faster-whisper" in checks["asr"] and "ECAPA" in checks["speaker"]
     assert "8 GPUs" in checks["resources"]
 
 
@@ -125,7 +134,7 @@ def test_a_preset_that_cannot_work_fails_its_dry_run_naming_each_field(
     code, checks = dry_run(as_written, runs, capsys)
     assert code == 2
     assert "grid.data_budgets[0] (h10)" in checks["budgets"]
-    assert "/nonexistent/whisper" in checks["judges"]
+    assert "/nonexistent/whisper" in checks["asr"] and checks["speaker"].split()[0] == "ok"
 
     crowded = preset(small_libritts["gpu"], small_libritts, "trial.resources.num_workers=16")
     code, checks = dry_run(crowded, runs, capsys)
