@@ -220,12 +220,15 @@ def load_champion(tracking_uri: str, dst: Path) -> Any:
             f"models:/{MODEL_NAME} version {version.version} has no checkpoint_sha256 tag: "
             "nothing to verify it against; register it again with `voicescale promote`"
         )
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     # The version, not the alias: the alias may move between the lookup and the download.
+    # URIs passed, not set: mlflow.set_tracking_uri would redirect every later MLflow call of
+    # this process (and, through the environment, its children) to this store.
+    # (A models:/ URI would be resolved against the global registry URI whatever is passed:
+    # resolve the version's artifact location with our client instead.)
+    source = client.get_model_version_download_uri(MODEL_NAME, version.version)
     local = Path(
         mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{MODEL_NAME}/{version.version}", dst_path=str(dst)
+            artifact_uri=source, dst_path=str(dst), tracking_uri=tracking_uri
         )
     )
     actual = checkpoint_sha256(local)
