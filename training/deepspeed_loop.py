@@ -370,6 +370,16 @@ def _timing_summary(timing: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
+def _replica_state(engine, weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What must be identical on every rank: the gathered weights and, below ZeRO-3, each
+    rank's own copy of the module too (the masters are gathered, so agree by construction;
+    the copies the ranks compute with are what could drift)."""
+    if engine.zero_optimization_stage() == 3:
+        return weights
+    local = {f"module:{k}": v for k, v in engine.module.state_dict().items()}
+    return {**weights, **local}
+
+
 def _step_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
@@ -436,7 +446,7 @@ def _finish(run: TrialRun, status: str) -> None:
         sync_buffers(engine.module, world)
     # Every rank gathers (a collective under ZeRO-3); rank 0 alone writes the export.
     weights = full_weights(engine)
-    digests = parameter_digests(weights, world)
+    digests = parameter_digests(_replica_state(engine, weights), world)
     metrics = {
         "step": state.step,
         "status": "diverged" if diverged else "done",
