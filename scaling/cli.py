@@ -180,7 +180,11 @@ def add_sweep_parser(commands: Any) -> None:
     )
     sweep.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: runs/")
     _add_run_options(sweep)
-    sweep.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    sweep.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan and the pre-flight checks (exit 2 if one fails), run nothing",
+    )
     sweep.add_argument("--promote", action="store_true", help="then run `voicescale promote`")
     sweep.add_argument(
         "--tracking-grace-s",
