@@ -111,10 +111,14 @@ class Judges:
 
     @staticmethod
     def cache_dir_for(
-        cfg: EvalConfig, corpus_root: Path, cache_dir: str | Path | None = None
+        cfg: EvalConfig | None, corpus_root: Path, cache_dir: str | Path | None = None
     ) -> Path:
         """`cfg.cache_dir`, else `cache_dir`, else `<corpus_root>/../judges` (absolute)."""
-        chosen = cfg.cache_dir or cache_dir or Path(corpus_root).resolve().parent / "judges"
+        chosen = (
+            (cfg.cache_dir if cfg else None)
+            or cache_dir
+            or Path(corpus_root).resolve().parent / "judges"
+        )
         return Path(chosen).resolve()
 
     def versions(self) -> dict[str, str]:
@@ -334,7 +338,8 @@ def evaluate_checkpoint(
     started = time.perf_counter()
     export_dir, corpus_root, out_dir = Path(export_dir), Path(corpus_root), Path(out_dir)
     if synthesizer is None:
-        synthesizer = Synthesizer.load(export_dir, cfg=cfg, cache_dir=corpus_root.parent / "judges")
+        cache = Judges.cache_dir_for(cfg, corpus_root)
+        synthesizer = Synthesizer.load(export_dir, cfg=cfg, cache_dir=cache)
     cfg = cfg or synthesizer.trial.eval
     features = synthesizer.features
     corpus = Corpus.open(corpus_root, check_files=False)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.config import ConfigError, EvalConfig, SweepConfig, TrialConfig
+from training.config import ConfigError, EvalConfig, FeatureConfig, SweepConfig, TrialConfig
 from training.corpus.manifest import Corpus, CorpusError
 
 __all__ = ["Check", "format_checks", "preflight", "resource_problems"]
@@ -52,7 +52,8 @@ def preflight(sweep: SweepConfig, runs_dir: Path, *, load_judges: bool) -> list[
     if judged_root and (load_judges or _uses_hub(template.eval)):
         from cluster.sweep_runner import judging_config
 
-        checks += _judges_checks(Path(judged_root), judging_config(template.eval, runs_dir))
+        cfg = judging_config(template.eval, runs_dir)
+        checks += _judges_checks(Path(judged_root), cfg, template.features)
     checks.append(_resources_check(sweep.trials()))
     return checks
 
@@ -144,18 +145,17 @@ def _uses_hub(cfg: EvalConfig) -> bool:
     )
 
 
-def _judges_checks(corpus_root: Path, cfg: EvalConfig) -> list[Check]:
+def _judges_checks(corpus_root: Path, cfg: EvalConfig, features: FeatureConfig) -> list[Check]:
     """Each judge and the vocoder loaded on its own, so one missing does not hide another."""
     from eval.errors import JudgeUnavailable
     from eval.evaluate_checkpoint import Judges
-    from training.config import FeatureConfig
     from training.vocoder import vocoder_for
 
     cache = Judges.cache_dir_for(cfg, corpus_root)
     loaders = {
         "speaker": lambda: Judges.speaker_judge(cfg, cache).version(),
         "asr": lambda: Judges.asr_judge(cfg, corpus_root, cache).version(),
-        "vocoder": lambda: (vocoder_for(FeatureConfig(), cfg, cache), cfg.vocoder)[1],
+        "vocoder": lambda: (vocoder_for(features, cfg, cache), cfg.vocoder)[1],
     }
     checks = []
     for name, load in loaders.items():

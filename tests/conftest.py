@@ -42,3 +42,16 @@ def smoke_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("smoke") / "corpus"
     report = build_synthetic_corpus(load_synthetic_preset("smoke"), out, workers=2, progress=False)
     return report.root
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A private local Ray instance (2 CPUs) for one test module, shut down after it."""
+    import ray
+
+    from cluster.ray_runtime import connect
+
+    os.environ.pop("RAY_ADDRESS", None)
+    connect(num_cpus=2)
+    yield
+    ray.shutdown()

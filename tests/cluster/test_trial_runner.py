@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -27,18 +26,6 @@ from training.config import (
 from training.inference import Synthesizer
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    os.environ.pop("RAY_ADDRESS", None)
-    from cluster.ray_runtime import connect
-
-    connect(num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 def smoke_trial(

@@ -107,18 +107,6 @@ def test_libritts_layout_prepares_trains_with_the_aligner_promotes_and_speaks(
     assert speech.ndim == 1 and len(speech) > 0 and np.isfinite(speech).all()
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from cluster.ray_runtime import connect
-
-    os.environ.pop("RAY_ADDRESS", None)
-    connect(num_cpus=2)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.parametrize(
     ("layout", "write", "native_rate"),
     [("librispeech", write_librispeech, 16000), ("vctk", write_vctk, 48000)],
