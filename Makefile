@@ -32,7 +32,7 @@ help:
 	@echo "make test-fast     the suite without tests marked slow"
 	@echo "make lint          ruff"
 	@echo "make corpus        build the embedded synthetic corpus (default preset)"
-	@echo "make bench         print benchmark figures (bench/)"
+	@echo "make bench         benchmarks, then the table of performance ratios (bench/results.json)"
 	@echo "make gpu-check     on a GPU machine: the GPU smoke sweep and its step time, MFU, memory"
 	@echo "make drills        break the sweep for real (kills, lost node, MLflow outage, …); print the table"
 
@@ -83,11 +83,12 @@ lint: venv
 corpus: venv
 	$(VENV)/bin/voicescale corpus build --preset default
 
+# The table of performance ratios (bench/run_all.py, written to bench/results.json) reads the
+# default sweep's rows under $(RUNS)/default, running that sweep first when it has none.
 bench: venv
 	$(PY) bench/corpus_build.py
-	$(PY) bench/train_step.py
 	$(PY) bench/alignment.py
-	$(PY) bench/eval_time.py
+	$(PY) bench/run_all.py --sweep-dir $(RUNS)/default
 
 gpu-check: venv
 	$(PY) bench/gpu_check.py --runs-dir $(RUNS)/gpu-check/$$(date +%Y%m%d-%H%M%S)

@@ -88,33 +88,26 @@ def bare_loop(trial: TrialConfig, corpus_root: Path, steps: int) -> tuple[list[f
     return times, flops / steps
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", default="m")
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--corpus", default="smoke")
-    parser.add_argument("--cold", action="store_true")
-    args = parser.parse_args()
-    if args.cold:
-        os.environ["TORCH_EXTENSIONS_DIR"] = tempfile.mkdtemp(prefix="voicescale-ext-")
+def compare_steps(size: str, steps: int, corpus: str, batch_size: int) -> dict[str, float]:
+    """The bare loop, then the same trial through Ray Train + DeepSpeed, in this process's
+    run: steady step times, their ratio, achieved FLOP/s and a 1-thread fp32 matmul peak."""
     torch.set_num_threads(1)  # Ray workers run with OMP_NUM_THREADS=1
     from cluster.ray_runtime import connect
     from cluster.trial_runner import run_trial
     from training.corpus.resolve import resolve_corpus
 
     trial = TrialConfig(
-        model=MODEL_LADDER[args.size],
-        data=DataConfig(corpus=CorpusRef(synthetic=args.corpus), budget=DataBudget(utterances=256)),
+        model=MODEL_LADDER[size],
+        data=DataConfig(corpus=CorpusRef(synthetic=corpus), budget=DataBudget(utterances=256)),
         training=TrainingConfig(
-            steps=args.steps, eval_every=args.steps, checkpoint_every=args.steps
+            steps=steps, eval_every=steps, checkpoint_every=steps, batch_size=batch_size
         ),
         resources=ResourcesConfig(num_workers=1),
     )
     root = resolve_corpus(trial.data.corpus, trial.data.features)
-    peak = matmul_peak_gflops()
-    bare_times, flops_per_step = bare_loop(trial, root, args.steps)
+    peak = matmul_peak_gflops() * 1e9
+    bare_times, flops_per_step = bare_loop(trial, root, steps)
     bare_step = float(np.median(bare_times[3:]))
-
     started = time.perf_counter()
     connect()
     ray_start = time.perf_counter() - started
@@ -124,26 +117,58 @@ def main() -> None:
         fit_seconds = time.perf_counter() - started
     timing = outcome.metrics["timing"]
     ray_step = timing["steady_step_s"]
+    return {
+        "size": size,
+        "params": outcome.metrics["params"],
+        "batch_size": batch_size,
+        "steps": steps,
+        "bare_step_s": bare_step,
+        "ray_step_s": ray_step,
+        "step_ratio": ray_step / bare_step,
+        "flops_per_step": flops_per_step,
+        "bare_flops_per_s": flops_per_step / bare_step,
+        "ray_flops_per_s": flops_per_step / ray_step,
+        "matmul_peak_flops_per_s": peak,
+        "fraction_of_peak": flops_per_step / ray_step / peak,
+        "ray_init_s": ray_start,
+        "fit_s": fit_seconds,
+        "data_load_s": timing["data_load_s"],
+        "engine_init_s": timing["engine_init_s"],
+        "first_step_s": timing["first_step_s"],
+        "train_s": outcome.metrics["train_seconds"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size", default="m")
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--corpus", default="smoke")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--cold", action="store_true")
+    args = parser.parse_args()
+    if args.cold:
+        os.environ["TORCH_EXTENSIONS_DIR"] = tempfile.mkdtemp(prefix="voicescale-ext-")
+    r = compare_steps(args.size, args.steps, args.corpus, args.batch)
     print(
         f"machine: {os.cpu_count()} cpus, torch {torch.__version__}, 1 thread per worker; "
-        f"model {args.size} ({outcome.metrics['params']} params), batch "
-        f"{trial.training.batch_size}, {args.steps} steps"
+        f"model {args.size} ({r['params']} params), batch {args.batch}, {args.steps} steps"
     )
     print(
-        f"steady-state step: bare PyTorch {bare_step * 1e3:.1f} ms, Ray+DeepSpeed "
-        f"{ray_step * 1e3:.1f} ms, ratio {ray_step / bare_step:.3f} (target <= 1.10)"
+        f"steady-state step: bare PyTorch {r['bare_step_s'] * 1e3:.1f} ms, Ray+DeepSpeed "
+        f"{r['ray_step_s'] * 1e3:.1f} ms, ratio {r['step_ratio']:.3f} (target <= 1.10)"
     )
     print(
-        f"start-up: ray.init {ray_start:.1f} s; TorchTrainer.fit total {fit_seconds:.1f} s "
-        f"of which worker data load {timing['data_load_s']:.1f} s, DeepSpeed initialize "
-        f"{timing['engine_init_s']:.1f} s{' (incl. CPU op build)' if args.cold else ''}, "
-        f"first step {timing['first_step_s']:.2f} s, steps "
-        f"{outcome.metrics['train_seconds']:.1f} s"
+        f"start-up: ray.init {r['ray_init_s']:.1f} s; TorchTrainer.fit total {r['fit_s']:.1f} s "
+        f"of which worker data load {r['data_load_s']:.1f} s, DeepSpeed import + initialize "
+        f"{r['engine_init_s']:.1f} s{' (incl. CPU op build)' if args.cold else ''}, "
+        f"first step {r['first_step_s']:.2f} s, steps {r['train_s']:.1f} s"
     )
     print(
-        f"achieved: {flops_per_step / bare_step / 1e9:.1f} GFLOP/s bare, "
-        f"{flops_per_step / ray_step / 1e9:.1f} GFLOP/s Ray+DeepSpeed; fp32 matmul peak "
-        f"{peak:.1f} GFLOP/s (1 thread) -> {flops_per_step / ray_step / 1e9 / peak:.0%} of peak"
+        f"achieved: {r['bare_flops_per_s'] / 1e9:.1f} GFLOP/s bare, "
+        f"{r['ray_flops_per_s'] / 1e9:.1f} GFLOP/s Ray+DeepSpeed; fp32 matmul peak "
+        f"{r['matmul_peak_flops_per_s'] / 1e9:.1f} GFLOP/s (1 thread) -> "
+        f"{r['fraction_of_peak']:.0%} of peak"
     )
 
 

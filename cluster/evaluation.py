@@ -1,21 +1,21 @@
 """Judging exported checkpoints on Ray.
 
-`ExportJudge` is what the sweep hands a trial: called with the export directory in the process
-that wrote it (the rank-0 training worker, or the baseline's task), it evaluates there — no new
-process, no second import of torch and the data. `Evaluator` is a CPU actor that keeps the
-judges loaded across many checkpoints (the evaluation benchmark uses it)."""
+`ExportJudge` is what a trial is handed: called with the export directory by the process that
+wrote it (the rank-0 training worker, or the baseline's task). In a sweep (`service` set) it
+passes the export to this node's long-lived judge actor (`cluster.judge_service`), which keeps
+the judges and the held-out set loaded across trials, and waits for the verdict while holding
+the trial's resources; alone (`voicescale train`, tests) it judges in its own process."""
 
 from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from eval.result import EvalFailure, EvalResult, JudgeOutcome
+from eval.result import EvalFailure, JudgeOutcome
 from training.config import EvalConfig
 
-__all__ = ["Evaluator", "ExportJudge", "evaluate_on_ray"]
+__all__ = ["ExportJudge"]
 
 
 @dataclass(frozen=True)
@@ -28,10 +28,25 @@ class ExportJudge:
     corpus_root: str
     out_dir: str
     eval_config: EvalConfig
+    service: str | None = None
+    """The sweep whose judge actors to use (`cluster.judge_service`); None: judge here."""
+    threads: int = 1
+    """CPU threads the judges may use: the caller's share (its `cpus_per_worker`)."""
 
     def __call__(self, export_dir: Path) -> JudgeOutcome:
         from eval.evaluate_checkpoint import evaluate_checkpoint
 
+        if self.service is not None:
+            from cluster.judge_service import judge_on_service
+
+            return judge_on_service(
+                self.service,
+                export_dir,
+                self.corpus_root,
+                self.out_dir,
+                self.eval_config,
+                self.threads,
+            )
         Path(self.out_dir).mkdir(parents=True, exist_ok=True)
         try:
             return evaluate_checkpoint(
@@ -39,36 +54,3 @@ class ExportJudge:
             )
         except Exception as err:
             return EvalFailure(f"{type(err).__name__}: {err}", traceback.format_exc())
-
-
-class Evaluator:
-    """Ray actor body: builds the judges once per (evaluation settings, corpus)."""
-
-    def __init__(self) -> None:
-        import torch
-
-        torch.set_num_threads(1)
-        self._judges: dict[str, Any] = {}
-
-    def evaluate(
-        self, export_dir: str, corpus_root: str, out_dir: str, cfg: EvalConfig
-    ) -> EvalResult:
-        from eval.evaluate_checkpoint import Judges, evaluate_checkpoint
-        from training.config import config_hash
-
-        key = f"{config_hash(cfg)}:{corpus_root}"
-        if key not in self._judges:
-            self._judges[key] = Judges.build(cfg, Path(corpus_root))
-        return evaluate_checkpoint(
-            export_dir, corpus_root, out_dir, cfg=cfg, judges=self._judges[key]
-        )
-
-
-def evaluate_on_ray(
-    export_dir: Path, corpus_root: Path, out_dir: Path, cfg: EvalConfig, actor: Any = None
-) -> EvalResult:
-    """Evaluate one export in a CPU actor (a new one unless `actor` is given)."""
-    import ray
-
-    actor = actor or ray.remote(num_cpus=1)(Evaluator).remote()
-    return ray.get(actor.evaluate.remote(str(export_dir), str(corpus_root), str(out_dir), cfg))

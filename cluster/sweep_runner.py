@@ -11,6 +11,7 @@ checkpoint; and rows and child runs are looked up by trial name before being wri
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from cluster.judge_service import remove_judges
 from cluster.tracking import RECORDED_TAG, SweepTracker, record_key
 from cluster.tracking_queue import TrackingQueue
 from eval.result import EvalFailure, eval_from_json
@@ -32,6 +34,7 @@ __all__ = [
     "TRIAL_DRIVER_RESOURCES",
     "SweepRecorder",
     "TrialTask",
+    "judge_service_name",
     "run_trials",
     "trial_resources",
     "trial_trainable",
@@ -99,7 +102,11 @@ def _train_and_evaluate(task: TrialTask, paths: SweepPaths) -> TrialOutcome:
         max_failures=task.max_failures,
         callbacks=[TuneReportCallback()],
         on_export=ExportJudge(
-            str(task.corpus_root), str(eval_dir), judging_config(trial.eval, paths.root.parent)
+            str(task.corpus_root),
+            str(eval_dir),
+            judging_config(trial.eval, paths.root.parent),
+            service=judge_service_name(paths),
+            threads=max(1, int(trial.resources.cpus_per_worker)),
         ),
     )
     train = dict(result.metrics)
@@ -123,6 +130,13 @@ def _train_and_evaluate(task: TrialTask, paths: SweepPaths) -> TrialOutcome:
         else:
             outcome = replace(outcome, eval=judged, eval_dir=str(eval_dir))
     return replace(outcome, wall_seconds=time.perf_counter() - started, finished_at=time.time())
+
+
+def judge_service_name(paths: SweepPaths) -> str:
+    """The name this sweep's judge actors go by (`cluster.judge_service`): the sweep's name
+    and a digest of its directory, so two sweeps on one cluster never share judges."""
+    digest = hashlib.sha256(str(paths.root.resolve()).encode()).hexdigest()[:8]
+    return f"{paths.root.name}-{digest}"
 
 
 def judging_config(cfg: EvalConfig, runs_dir: Path) -> EvalConfig:
@@ -354,7 +368,14 @@ def run_trials(
         ),
     )
     print(f"running {len(trials)} trial(s), at most {concurrency} at once", flush=True)
-    tuner.fit()
+    # Judge actors are detached: ones a dead driver of this sweep left behind hold judges
+    # loaded by older code, and this run's must not outlive it.
+    service = judge_service_name(paths)
+    remove_judges(service)
+    try:
+        tuner.fit()
+    finally:
+        remove_judges(service)
 
 
 def _estimated_cost(trial: TrialConfig) -> float:

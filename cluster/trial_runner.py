@@ -19,7 +19,20 @@ from training.config import ConfigError, TrialConfig
 if TYPE_CHECKING:
     from training.deepspeed_loop import OnExport
 
-__all__ = ["TrainingResult", "check_launchable", "run_any_trial", "run_baseline_trial", "run_trial"]
+__all__ = [
+    "HEALTH_CHECK_INTERVAL_S",
+    "TrainingResult",
+    "check_launchable",
+    "run_any_trial",
+    "run_baseline_trial",
+    "run_trial",
+]
+
+HEALTH_CHECK_INTERVAL_S = "0.25"
+"""How often Ray Train's controller polls its workers (Ray's default: 2 s). The controller
+learns that training started, and that it finished, only at a poll: with 2 s a trial waited
+~6 s in all on them (measured: a 20-step trial's `fit` 25.3 s → 19.0 s at 0.1 s). One
+`poll_status` call per worker and poll is cheap next to that; set the variable to override."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +100,8 @@ def run_trial(
 
     from training.deepspeed_loop import LoopConfig, train_loop
 
+    # Read by TorchTrainer.fit in this process and handed to the controller it starts.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", HEALTH_CHECK_INTERVAL_S)
     r = trial.resources
     resources = {"CPU": r.cpus_per_worker}
     if r.gpus_per_worker > 0:

@@ -20,6 +20,7 @@ gets faint seeded noise (−60 dBFS) before decoding, for both pocketsphinx judg
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -27,7 +28,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from eval.errors import JudgeUnavailable
+from eval.decoder_process import DecoderProcess
+from eval.errors import DecodeBounded, JudgeUnavailable
 from eval.hub import pinned_hub_fetch
 from training.corpus.audio import resample
 
@@ -38,11 +40,24 @@ __all__ = [
     "PocketsphinxJsgf",
     "PocketsphinxLm",
     "Transcriber",
+    "bounded_transcript",
     "make_transcriber",
     "resolve_asr_judge",
 ]
 
 SAMPLE_RATE = 16000
+MAX_WORDS_PER_SECOND = 6.0
+"""Fast read speech is 3–4 words per second; more is a hallucinating decoder."""
+DECODE_SECONDS = 10.0
+DECODE_SECONDS_PER_AUDIO_SECOND = 2.0
+"""Whisper's time bound: 10 s + 2 s per second of audio (large-v3 on a CPU decodes real speech
+at roughly real time; on a GPU far faster)."""
+POCKETSPHINX_SECONDS = 0.5
+POCKETSPHINX_SECONDS_PER_AUDIO_SECOND = 0.5
+"""pocketsphinx's time bound: 0.5 s + half the (padded) audio's length. On real speech and
+vocoded ground truth it decodes at ≤ 0.13 × real time (measured, default corpus, 2-core
+machine), 4× inside the bound; on a barely trained model's garbage it took up to 2 × real
+time. See `eval.decoder_process`."""
 WHISPER_LARGE_V3 = ("large-v3", "edaa852ec7e145841d8ffdb056a99866b5f0a478")
 """seed-tts-eval's Whisper, and the Systran/faster-whisper-large-v3 commit that several public
 projects pin (not checked against the hub from here: hubs are unreachable in this project)."""
@@ -73,14 +88,9 @@ class _Pocketsphinx:
     _search = ""
 
     def __init__(self, *, pad_seconds: float, noise_dbfs: float, seed: int, **search: str):
-        import pocketsphinx
-
         model = _en_us_model()
-        self._decoder = pocketsphinx.Decoder(
-            hmm=str(model / "en-us"),
-            dict=str(model / "cmudict-en-us.dict"),
-            loglevel="FATAL",
-            **search,
+        self._decoder = DecoderProcess(
+            hmm=str(model / "en-us"), dict=str(model / "cmudict-en-us.dict"), **search
         )
         self._pad, self._noise, self._seed = pad_seconds, 10 ** (noise_dbfs / 20), seed
 
@@ -95,15 +105,20 @@ class _Pocketsphinx:
         return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
 
     def transcribe(self, wave: np.ndarray, sample_rate: int) -> str:
-        self._decoder.start_utt()
-        self._decoder.process_raw(self._pcm(wave, sample_rate), full_utt=True)
-        self._decoder.end_utt()
-        hypothesis = self._decoder.hyp()
+        """The words heard; `DecodeBounded` when decoding outlasts `POCKETSPHINX_SECONDS` +
+        `POCKETSPHINX_SECONDS_PER_AUDIO_SECOND` × the padded audio's length."""
+        pcm = self._pcm(wave, sample_rate)
+        seconds = len(pcm) / 2 / SAMPLE_RATE
+        limit = POCKETSPHINX_SECONDS + POCKETSPHINX_SECONDS_PER_AUDIO_SECOND * seconds
+        try:
+            hypothesis = self._decoder.decode(pcm, limit)
+        except TimeoutError as err:
+            raise DecodeBounded(f"{err} for {seconds:.1f} s of audio") from None
         if hypothesis is None:
             return ""
         # The LM search marks fillers and alternative pronunciations: "<sil>", "[noise]",
         # "word(2)"; keep the words only.
-        words = (w.split("(")[0] for w in hypothesis.hypstr.split())
+        words = (w.split("(")[0] for w in hypothesis.split())
         return " ".join(w for w in words if not w.startswith(("<", "[")))
 
     def version(self) -> str:
@@ -200,13 +215,30 @@ class FasterWhisper:
         # temperatures when a decode looks poor (broken TTS output does), which would make
         # the same audio score differently on every run.
         segments, _ = self._model.transcribe(audio, language="en", beam_size=5, temperature=0.0)
-        return " ".join(s.text.strip() for s in segments)
+        return bounded_transcript(segments, len(audio) / SAMPLE_RATE)
 
     def version(self) -> str:
         return (
             f"whisper: faster-whisper {metadata.version('faster-whisper')} "
             f"({self._source}, {self._device})"
         )
+
+
+def bounded_transcript(segments: Any, audio_seconds: float) -> str:
+    """Join a lazy decoder's segments, stopping with `DecodeBounded` once the words outrun any
+    speech (`MAX_WORDS_PER_SECOND`) or decoding outlasts `DECODE_SECONDS` + the audio's length
+    × `DECODE_SECONDS_PER_AUDIO_SECOND`: a hallucinating decode of garbage audio (a barely
+    trained model's output) is cut short instead of costing minutes."""
+    max_words = int(MAX_WORDS_PER_SECOND * audio_seconds) + 10
+    limit = DECODE_SECONDS + DECODE_SECONDS_PER_AUDIO_SECOND * audio_seconds
+    started, words = time.perf_counter(), []
+    for segment in segments:
+        words += segment.text.split()
+        if len(words) > max_words:
+            raise DecodeBounded(f"{len(words)} words from {audio_seconds:.1f} s of audio")
+        if time.perf_counter() - started > limit:
+            raise DecodeBounded(f"decoding took over {limit:.0f} s")
+    return " ".join(words)
 
 
 def _load_whisper(whisper_model: type, path: Path, device: str) -> tuple[Any, str]:

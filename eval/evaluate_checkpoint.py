@@ -31,9 +31,10 @@ import soundfile as sf
 import torch
 from filelock import FileLock
 
-from eval.asr import Transcriber, make_transcriber
+from eval.errors import DecodeBounded
+from eval.judges import Judges
 from eval.result import EvalResult
-from eval.speaker_similarity import SpeakerEmbedder, cosine, make_embedder
+from eval.speaker_similarity import SpeakerEmbedder, cosine
 from eval.word_error_rate import utterance_wer
 from training.config import EvalConfig, FeatureConfig, to_dict
 from training.corpus.audio import read_audio
@@ -41,10 +42,11 @@ from training.corpus.features import FeatureStore, load_features
 from training.corpus.manifest import Corpus, CorpusError, Utterance
 from training.data import heldout_roles, reference_frames
 from training.inference import Synthesizer
-from training.vocoder import Vocoder
+from training.vocoder import Vocoder, vocoder_for
 
 __all__ = [
     "EvalItem",
+    "HeldOutSet",
     "Judges",
     "bootstrap_ci",
     "check_generated_audio",
@@ -64,65 +66,6 @@ class EvalItem:
     speaker: str
     prompt: Utterance
     target: Utterance
-
-
-@dataclass
-class Judges:
-    """The judges of one evaluation, built once and shared by every checkpoint."""
-
-    embedder: SpeakerEmbedder
-    transcriber: Transcriber
-
-    @classmethod
-    def build(
-        cls, cfg: EvalConfig, corpus_root: Path, cache_dir: str | Path | None = None
-    ) -> Judges:
-        """The judges `cfg` names, for the corpus at `corpus_root`.
-
-        Hub judges are downloaded into (first that is set): `cfg.cache_dir` (the sweep sets it
-        to `<runs>/judges` before trials start, so every trial and worker shares one copy),
-        the `cache_dir` argument, else `judges/` beside the corpus (`<corpus_root>/../judges`,
-        which is what `judges check` uses). Never the working directory. `asr_judge: auto`
-        picks pocketsphinx-jsgf when the corpus has grammar.jsgf, else pocketsphinx-lm."""
-        cache = cls.cache_dir_for(cfg, corpus_root, cache_dir)
-        return cls(cls.speaker_judge(cfg, cache), cls.asr_judge(cfg, Path(corpus_root), cache))
-
-    @staticmethod
-    def speaker_judge(cfg: EvalConfig, cache: Path) -> SpeakerEmbedder:
-        """The speaker-similarity judge alone (hub downloads into `cache`)."""
-        return make_embedder(
-            cfg.speaker_judge,
-            source=cfg.speaker_judge_source,
-            revision=cfg.speaker_judge_revision,
-            cache_dir=cache,
-        )
-
-    @staticmethod
-    def asr_judge(cfg: EvalConfig, corpus_root: Path, cache: Path) -> Transcriber:
-        """The ASR judge alone; `auto` resolves by whether the corpus has a grammar."""
-        grammar = corpus_root / "grammar.jsgf"
-        return make_transcriber(
-            cfg.asr_judge,
-            source=cfg.asr_judge_source,
-            revision=cfg.asr_judge_revision,
-            grammar=grammar if grammar.exists() else None,
-            cache_dir=cache,
-        )
-
-    @staticmethod
-    def cache_dir_for(
-        cfg: EvalConfig | None, corpus_root: Path, cache_dir: str | Path | None = None
-    ) -> Path:
-        """`cfg.cache_dir`, else `cache_dir`, else `<corpus_root>/../judges` (absolute)."""
-        chosen = (
-            (cfg.cache_dir if cfg else None)
-            or cache_dir
-            or Path(corpus_root).resolve().parent / "judges"
-        )
-        return Path(chosen).resolve()
-
-    def versions(self) -> dict[str, str]:
-        return {"speaker": self.embedder.version(), "asr": self.transcriber.version()}
 
 
 def evaluation_plan(
@@ -213,6 +156,8 @@ def _judge(
         try:  # a judge tripping over strange audio fails that utterance, not the trial
             transcript = judges.transcriber.transcribe(wave, rate)
             vector = judges.embedder.embed([wave], rate)[0]
+        except DecodeBounded as err:
+            problem = f"decode bounded ({err})"
         except Exception as err:
             problem = f"judge error: {type(err).__name__}: {err}"
         else:
@@ -320,6 +265,59 @@ def reference_scores(
     return {s: np.array(v) for s, v in saved["centroids"].items()}, saved["ceilings"]
 
 
+@dataclass
+class HeldOutSet:
+    """Everything that judging a checkpoint on one corpus needs besides the checkpoint: the
+    held-out utterances and their cached log-mels, the judges, the vocoder, each speaker's
+    enrolment centroid and the ceilings. Built once per (corpus, features, evaluation
+    settings) and reused for every checkpoint — a long-lived judge keeps it in memory
+    (`cluster.judge_service`), so the corpus, the judges and the ceilings are loaded once per
+    judge process, not once per trial."""
+
+    corpus: Corpus
+    cfg: EvalConfig
+    features: FeatureConfig
+    store: FeatureStore
+    index: dict[str, int]
+    items: list[EvalItem]
+    enrolment: dict[str, list[Utterance]]
+    judges: Judges
+    vocoder: Vocoder
+    centroids: dict[str, np.ndarray]
+    ceilings: dict[str, Any]
+    reference_seconds: float
+    """Time spent on the centroids and ceilings when this set was built (0 once cached)."""
+
+    @classmethod
+    def build(
+        cls,
+        corpus_root: str | Path,
+        cfg: EvalConfig,
+        features: FeatureConfig,
+        *,
+        judges: Judges | None = None,
+        vocoder: Vocoder | None = None,
+    ) -> HeldOutSet:
+        """Open the corpus and its features, build the judges and vocoder `cfg` names unless
+        given, and load (or compute once and cache) the centroids and ceilings."""
+        corpus_root = Path(corpus_root)
+        corpus = Corpus.open(corpus_root, check_files=False)
+        store = load_features(corpus, features, workers=1, progress=False)
+        index = {u.id: i for i, u in enumerate(corpus.utterances)}
+        judges = judges or Judges.build(cfg, corpus_root)
+        if vocoder is None:
+            vocoder = vocoder_for(features, cfg, Judges.cache_dir_for(cfg, corpus_root))
+        items, enrolment = evaluation_plan(corpus, cfg)
+        started = time.perf_counter()
+        centroids, ceilings = reference_scores(
+            corpus, cfg, features, judges, items, enrolment, store, index, vocoder
+        )
+        return cls(
+            corpus, cfg, features, store, index, items, enrolment, judges, vocoder,
+            centroids, ceilings, time.perf_counter() - started,
+        )  # fmt: skip
+
+
 def evaluate_checkpoint(
     export_dir: str | Path,
     corpus_root: str | Path,
@@ -328,59 +326,34 @@ def evaluate_checkpoint(
     cfg: EvalConfig | None = None,
     judges: Judges | None = None,
     synthesizer: Synthesizer | None = None,
+    heldout: HeldOutSet | None = None,
 ) -> EvalResult:
     """Evaluate one export; write per_utterance.jsonl, metrics.json and samples/ to `out_dir`.
 
     Returns an `EvalResult`: sim, wer, val_loss with CIs, failed_utterances, ceilings, timings.
-    `synthesizer` replaces the one loaded from `export_dir` (tests of degenerate models).
+    `synthesizer` replaces the one loaded from `export_dir` (tests of degenerate models);
+    `heldout` is a `HeldOutSet` built earlier for this corpus, settings and features (else it
+    is built here, with `judges` when given).
     Whatever the model outputs, this returns: an utterance that cannot be synthesised,
     vocoded or judged is a counted failure (`failed_utterances`, WER 1, SIM 0)."""
     started = time.perf_counter()
     export_dir, corpus_root, out_dir = Path(export_dir), Path(corpus_root), Path(out_dir)
     if synthesizer is None:
         cache = Judges.cache_dir_for(cfg, corpus_root)
-        synthesizer = Synthesizer.load(export_dir, cfg=cfg, cache_dir=cache)
+        vocoder = heldout.vocoder if heldout is not None else None
+        synthesizer = Synthesizer.load(export_dir, vocoder, cfg=cfg, cache_dir=cache)
     cfg = cfg or synthesizer.trial.eval
     features = synthesizer.features
-    corpus = Corpus.open(corpus_root, check_files=False)
-    store = load_features(corpus, features, workers=1, progress=False)
-    index = {u.id: i for i, u in enumerate(corpus.utterances)}
-    judges = judges or Judges.build(cfg, corpus_root)
-    items, enrolment = evaluation_plan(corpus, cfg)
-    ref_frames = reference_frames(cfg.prompt_seconds, features.sample_rate, features.hop_length)
-    vocoder = synthesizer.vocoder
-    reference_started = time.perf_counter()
-    centroids, ceiling_scores = reference_scores(
-        corpus, cfg, features, judges, items, enrolment, store, index, vocoder
-    )
-    reference_seconds = time.perf_counter() - reference_started
+    if heldout is None or heldout.features != features or heldout.cfg != cfg:
+        heldout = HeldOutSet.build(
+            corpus_root, cfg, features, judges=judges, vocoder=synthesizer.vocoder
+        )
+    reference_seconds = heldout.reference_seconds
+    heldout.reference_seconds = 0.0  # paid once, by the first checkpoint judged with it
     (out_dir / "samples").mkdir(parents=True, exist_ok=True)
-    records = []
-    for n, item in enumerate(items):
-        ids = synthesizer.vocab.encode(item.target.phonemes)
-        ref = np.array(store.mel(index[item.prompt.id])[:ref_frames])
-        target_mel = np.array(store.mel(index[item.target.id]))
-        durations = store.frame_durations(index[item.target.id])
-        record: dict[str, Any] = {
-            "speaker": item.speaker,
-            "id": item.target.id,
-            "prompt": item.prompt.id,
-            "text": item.target.text,
-            "reference_seconds": item.target.duration_s,
-        }
-        if durations is not None:  # teacher-forced reconstruction: the held-out loss
-            record.update(_reconstruction_l1(synthesizer, ids, ref, durations, target_mel))
-        wave, problem = _generate(synthesizer, vocoder, ids, ref, item, features)
-        if problem is None:
-            record.update(_judge(wave, features.sample_rate, item, judges, centroids[item.speaker]))
-        else:
-            record.update(_failed(item, problem))
-        record["generated_seconds"] = len(wave) / features.sample_rate
-        if n < cfg.audio_samples and record["failed"] is None:
-            path = out_dir / "samples" / f"{item.target.id}.wav"
-            sf.write(str(path), np.clip(wave, -1, 1), features.sample_rate)
-            record["audio"] = str(path.relative_to(out_dir))
-        records.append(record)
+    records = [
+        _judge_item(synthesizer, heldout, item, n, out_dir) for n, item in enumerate(heldout.items)
+    ]
     with (out_dir / "per_utterance.jsonl").open("w") as f:
         for record in records:
             f.write(json.dumps(record) + "\n")
@@ -389,14 +362,49 @@ def evaluate_checkpoint(
         utterances=len(records),
         failed_utterances=sum(r["failed"] is not None for r in records),
         failure_reasons=_failure_reasons(records),
-        ceilings=ceiling_scores,
-        judges=judges.versions(),
+        ceilings=heldout.ceilings,
+        judges=heldout.judges.versions(),
         eval_config=to_dict(cfg),
         eval_seconds=time.perf_counter() - started,
         reference_seconds=reference_seconds,
     )
     (out_dir / "metrics.json").write_text(json.dumps(result.to_json(), indent=2))
     return result
+
+
+def _judge_item(
+    synthesizer: Synthesizer, heldout: HeldOutSet, item: EvalItem, n: int, out_dir: Path
+) -> dict[str, Any]:
+    """Synthesise one held-out sentence in its speaker's voice and judge it."""
+    features, store, index = heldout.features, heldout.store, heldout.index
+    ref_frames = reference_frames(
+        heldout.cfg.prompt_seconds, features.sample_rate, features.hop_length
+    )
+    ids = synthesizer.vocab.encode(item.target.phonemes)
+    ref = np.array(store.mel(index[item.prompt.id])[:ref_frames])
+    target_mel = np.array(store.mel(index[item.target.id]))
+    durations = store.frame_durations(index[item.target.id])
+    record: dict[str, Any] = {
+        "speaker": item.speaker,
+        "id": item.target.id,
+        "prompt": item.prompt.id,
+        "text": item.target.text,
+        "reference_seconds": item.target.duration_s,
+    }
+    if durations is not None:  # teacher-forced reconstruction: the held-out loss
+        record.update(_reconstruction_l1(synthesizer, ids, ref, durations, target_mel))
+    wave, problem = _generate(synthesizer, synthesizer.vocoder, ids, ref, item, features)
+    if problem is None:
+        centroid = heldout.centroids[item.speaker]
+        record.update(_judge(wave, features.sample_rate, item, heldout.judges, centroid))
+    else:
+        record.update(_failed(item, problem))
+    record["generated_seconds"] = len(wave) / features.sample_rate
+    if n < heldout.cfg.audio_samples and record["failed"] is None:
+        path = out_dir / "samples" / f"{item.target.id}.wav"
+        sf.write(str(path), np.clip(wave, -1, 1), features.sample_rate)
+        record["audio"] = str(path.relative_to(out_dir))
+    return record
 
 
 def _reconstruction_l1(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from eval.errors import DecodeBounded
 from eval.evaluate_checkpoint import Judges
 from eval.speaker_similarity import cosine
 from eval.word_error_rate import pooled_wer, utterance_wer
@@ -83,13 +84,19 @@ def check_judges(
     def wer_of(transcripts: list[str], texts: list[str]) -> float:
         return pooled_wer([utterance_wer(t, h) for t, h in zip(texts, transcripts, strict=True)])
 
+    def heard(wave: np.ndarray, sample_rate: int) -> str:
+        try:
+            return judges.transcriber.transcribe(wave, sample_rate)
+        except DecodeBounded:  # as in evaluation: every word missed
+            return ""
+
     texts = [u.text for u in utts]
-    real = [judges.transcriber.transcribe(w, rate) for w in waves]
+    real = [heard(w, rate) for w in waves]
     store = load_features(corpus, features, workers=1, progress=False)
     index = {u.id: i for i, u in enumerate(corpus.utterances)}
     vocoder = vocoder_for(features, cfg, cache)
     vocoded = [
-        judges.transcriber.transcribe(
+        heard(
             vocoder(torch.from_numpy(np.array(store.mel(index[u.id])))).numpy(),
             features.sample_rate,
         )
@@ -97,10 +104,7 @@ def check_judges(
     ]
     rng = np.random.default_rng(seed)
     noise = [
-        judges.transcriber.transcribe(
-            rng.normal(0, np.sqrt(np.mean(w**2)), len(w)).astype(np.float32), rate
-        )
-        for w in waves
+        heard(rng.normal(0, np.sqrt(np.mean(w**2)), len(w)).astype(np.float32), rate) for w in waves
     ]
     shifted = texts[1:] + texts[:1]  # every transcript against another sentence
     return {

@@ -28,7 +28,11 @@ class EvalResult:
     judges: dict[str, str] = field(default_factory=dict)
     eval_config: dict[str, Any] = field(default_factory=dict)
     eval_seconds: float = 0.0
+    """Wall time the trial waited for this verdict (in a sweep: measured by the caller, so
+    it includes reaching the judge actor and, the first time, building its held-out set)."""
     reference_seconds: float = 0.0
+    """The part of `eval_seconds` spent loading the judges, the held-out set and its
+    ceilings — paid by the first checkpoint a judge process sees, 0 afterwards."""
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

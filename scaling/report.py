@@ -37,6 +37,7 @@ from scaling.report_rows import METRICS, PRIMARY, Analysis
 from scaling.report_trials import (
     seed_figure_section,
     status_section,
+    time_section,
     trials_section,
     verdict_section,
 )
@@ -140,6 +141,7 @@ def render_html(
             extrapolation_section(primary),
         ]
     sections.append(trials_section(rows))
+    sections.append(time_section(rows))
     body = "\n".join(s for s in sections if s)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -33,6 +33,11 @@ figcaption { color: #555; font-size: 0.9em; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 details { margin: 1em 0; }
 summary { cursor: pointer; font-weight: bold; }
+table.timing td { border: none; padding: 0.1em 0.4em; }
+td.timebar { width: 60%; text-align: left; white-space: nowrap; }
+td.timebar span { display: inline-block; height: 0.9em; }
+span.train { background: #2a6db0; } span.eval { background: #e08a1e; }
+span.other { background: #b8b8b8; }
 """
 
 Cell = str | tuple[str, str]  # plain text, or (text, css class)

@@ -15,9 +15,16 @@ from scaling.formatting import as_float, finite, fmt_number, fmt_with_interval
 from scaling.report_html import esc, note, table
 from scaling.report_rows import METRICS, Analysis
 from scaling.seed_figure import describe_seed_figure
+from scaling.timing import sweep_timing
 from store.records import ResultRow, Status
 
-__all__ = ["seed_figure_section", "status_section", "trials_section", "verdict_section"]
+__all__ = [
+    "seed_figure_section",
+    "status_section",
+    "time_section",
+    "trials_section",
+    "verdict_section",
+]
 
 
 def verdict_section(primary: Analysis | None, rows: Sequence[ResultRow]) -> str:
@@ -98,6 +105,7 @@ TRIAL_COLUMNS = (
     "WER [CI]",
     "train s",
     "eval s",
+    "other s",
 )
 
 
@@ -114,6 +122,7 @@ def trials_section(rows: Sequence[ResultRow]) -> str:
             str(r.seed),
         ),
     )
+    other = {t.trial: t.other for t in sweep_timing(rows).trials}
     body = [
         [
             str(r.trial),
@@ -127,6 +136,7 @@ def trials_section(rows: Sequence[ResultRow]) -> str:
             fmt_with_interval(r.wer, r.wer_ci, 3),
             fmt_number(r.train_seconds, 3),
             fmt_number(r.eval_seconds, 3),
+            fmt_number(other.get(r.trial), 3),
         ]
         for r in ordered
     ]
@@ -135,4 +145,33 @@ def trials_section(rows: Sequence[ResultRow]) -> str:
         '<section id="all-trials"><h2>All trials</h2>'
         + table(TRIAL_COLUMNS, body, row_classes=classes, text_columns=2)
         + "</section>"
+    )
+
+
+def time_section(rows: Sequence[ResultRow]) -> str:
+    """Where the sweep's time went: the summary line and a bar per trial (train / eval /
+    other seconds, `scaling.timing`)."""
+    timing = sweep_timing(rows)
+    if not timing.trials:
+        return ""
+    longest = max(t.wall for t in timing.trials) or 1.0
+    bars = []
+    for t in sorted(timing.trials, key=lambda t: t.started_at):
+        parts = "".join(
+            f'<span class="{kind}" style="width:{100 * seconds / longest:.2f}%"></span>'
+            for kind, seconds in (("train", t.train), ("eval", t.eval), ("other", t.other))
+        )
+        label = f"{t.train:.0f} / {t.eval:.0f} / {t.other:.0f} s"
+        bars.append(
+            f'<tr><td><code>{esc(t.trial)}</code></td><td class="timebar">{parts}</td>'
+            f"<td>{esc(label)}</td></tr>"
+        )
+    return (
+        '<section id="time"><h2>Where the time went</h2>'
+        f"<p>{esc(timing.summary().removeprefix('time: '))}.</p>"
+        "<p>Per trial, in start order: training steps (blue), waiting for the judges "
+        "(orange) and everything else — starting Ray Train's controller and workers, imports, "
+        "data loading, DeepSpeed's set-up, validation, checkpoints (grey); train / eval / "
+        "other seconds.</p>"
+        f'<table class="timing">{"".join(bars)}</table></section>'
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scaling.seed_figure import describe_seed_figure
+from scaling.timing import sweep_timing
 from store.lineage import git_commit
 from store.outcome import read_outcome
 from store.paths import SweepPaths
@@ -125,7 +126,9 @@ def run_sweep(
         status = _run(plan, runs_dir, max_failures, tracking_grace_s)
         if status in (0, EXIT_TRACKING_DOWN):
             _write_report(plan.paths)
-            print("\n".join(describe_seed_figure(load_rows(plan.paths.results))), flush=True)
+            rows = load_rows(plan.paths.results)
+            print("\n".join(describe_seed_figure(rows)), flush=True)
+            print(sweep_timing(rows).summary(), flush=True)
         if status == 0 and promote:
             from scaling.promote import promote as promote_best
 

@@ -31,7 +31,7 @@ import torch.distributed as dist
 from training.checkpoint_digest import verify_manifests, write_manifest
 from training.config import TrialConfig
 from training.data import TrialData, batch_indices
-from training.distributed import mean_across_ranks
+from training.distributed import import_deepspeed, mean_across_ranks
 from training.losses import batch_loss, validation_loss
 from training.model import VoiceCloner, count_parameters, train_flops_per_step
 from training.weights import export_model, full_weights, parameter_digests, sync_buffers
@@ -215,8 +215,7 @@ def train_loop(train_loop_config: dict[str, LoopConfig]) -> None:
 
 
 def _build_engine(trial: TrialConfig, data: TrialData, world: int):
-    import deepspeed
-
+    deepspeed = import_deepspeed()
     cuda = use_cuda(trial)
     device = torch.device("cuda", torch.cuda.current_device()) if cuda else torch.device("cpu")
     model = VoiceCloner(

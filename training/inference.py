@@ -19,7 +19,7 @@ from training.data import Vocabulary, reference_frames
 from training.model import VoiceCloner
 from training.vocoder import Vocoder, vocoder_for
 
-__all__ = ["Synthesizer"]
+__all__ = ["Synthesizer", "export_features"]
 
 
 class Synthesizer:
@@ -111,6 +111,12 @@ class Synthesizer:
             self.phonemize(text), self.reference_mel(reference_audio, sample_rate)
         )
         return self.vocoder(torch.from_numpy(mel)).numpy()
+
+
+def export_features(export_dir: Path) -> FeatureConfig:
+    """The log-mel recipe an export was trained on (from its model_config.json)."""
+    config = json.loads((Path(export_dir) / "model_config.json").read_text())
+    return from_dict(TrialConfig, config["trial"], source=str(export_dir)).data.features
 
 
 def load_neural(

@@ -135,3 +135,28 @@ def test_griffin_lim_takes_any_length(frames):
         assert torch.equal(
             wave, direct / direct.abs().max() * 0.95 if direct.abs().max() > 0.95 else direct
         )
+
+
+def test_a_bounded_decode_is_a_counted_failure(trained_export, smoke_corpus, judges, tmp_path):
+    """An ASR judge that hits its decode bound on an utterance (`DecodeBounded`) fails that
+    utterance — WER 1, reason "decode bounded" — and the evaluation goes on."""
+    from eval.errors import DecodeBounded
+    from eval.judges import Judges
+
+    class Hallucinating:
+        name = "hallucinating"
+
+        def transcribe(self, wave, rate):
+            raise DecodeBounded("900 words from 2.0 s of audio")
+
+        def version(self):
+            return "hallucinating: test"
+
+    bounded = Judges(judges.embedder, Hallucinating())
+    metrics = evaluate_checkpoint(
+        trained_export, smoke_corpus, tmp_path, cfg=EVAL_CFG, judges=bounded
+    )
+    assert metrics.failure_reasons == {"decode bounded": metrics.utterances}
+    assert metrics.wer == 1.0
+    rows = [json.loads(line) for line in (tmp_path / "per_utterance.jsonl").open()]
+    assert rows[0]["failed"] == "decode bounded (900 words from 2.0 s of audio)"

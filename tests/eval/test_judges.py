@@ -117,3 +117,41 @@ def test_judges_from_a_model_hub_must_be_pinned_to_a_revision():
         SpeechbrainEcapaEmbedder("speechbrain/spkrec-ecapa-voxceleb", "unused-savedir")
     with pytest.raises(JudgeUnavailable, match=r"eval\.asr_judge_revision"):
         make_transcriber("speechbrain", source="speechbrain/asr-crdnn-rnnlm-librispeech")
+
+
+def test_resemblyzer_batches_partials_as_embed_utterance_would(smoke_corpus):
+    """One LSTM call for many utterances' partials gives each utterance the embedding
+    Resemblyzer's own `embed_utterance` gives it (up to float rounding); audio with no speech
+    still gets a row of NaN."""
+    from resemblyzer import preprocess_wav
+
+    corpus = Corpus.open(smoke_corpus)
+    waves = [read_audio(corpus.audio_path(u))[0] for u in corpus.heldout[:12]]
+    judge = ResemblyzerEmbedder()
+    batched = judge.embed([np.zeros(800, np.float32), *waves], 16000)
+    assert np.isnan(batched[0]).all()
+    for wave, vector in zip(waves, batched[1:], strict=True):
+        one = judge._encoder.embed_utterance(preprocess_wav(wave, source_sr=16000))
+        assert np.abs(vector - one / np.linalg.norm(one)).max() < 1e-5
+
+
+def test_pocketsphinx_decodes_in_a_child_that_a_time_bound_replaces(smoke_corpus, monkeypatch):
+    """A decode past its bound ends in DecodeBounded; the decoder process is replaced and the
+    next utterance is transcribed exactly as before."""
+    import eval.asr as asr
+    from eval.errors import DecodeBounded
+
+    judge = PocketsphinxJsgf(smoke_corpus / "grammar.jsgf")
+    wave, rate = read_audio(
+        Corpus.open(smoke_corpus).audio_path(Corpus.open(smoke_corpus).heldout[0])
+    )
+    heard = judge.transcribe(wave, rate)
+    assert heard
+    monkeypatch.setattr(asr, "POCKETSPHINX_SECONDS", 0.0)
+    monkeypatch.setattr(asr, "POCKETSPHINX_SECONDS_PER_AUDIO_SECOND", 0.0)
+    first = judge._decoder._process.pid
+    with pytest.raises(DecodeBounded, match=r"decoding took over 0\.0 s for .* s of audio"):
+        judge.transcribe(wave, rate)
+    monkeypatch.undo()
+    assert judge._decoder._process.pid != first
+    assert judge.transcribe(wave, rate) == heard

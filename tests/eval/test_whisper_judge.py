@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from eval.asr import FasterWhisper, make_transcriber
-from eval.errors import JudgeUnavailable
+from eval.errors import DecodeBounded, JudgeUnavailable
 from tests.eval.tiny_whisper import write_tiny_whisper
 
 TEST_REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -100,3 +100,25 @@ def test_unusable_cuda_falls_back_to_the_cpu_and_says_so(tiny_whisper):
         judge = FasterWhisper(str(tiny_whisper), device="cuda")
     assert judge.version().endswith(", cpu int8)")
     assert isinstance(judge.transcribe(speech_like(), 22050), str)
+
+
+class Segment:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def test_a_hallucinating_decode_is_bounded_by_words_and_by_time(monkeypatch):
+    """Garbage audio must not cost minutes: more words than any speech of that length, or a
+    decode past its time bound, stops with DecodeBounded (the utterance then scores WER 1)."""
+    import eval.asr as asr
+
+    assert asr.bounded_transcript([Segment(" hello there "), Segment("world")], 2.0) == (
+        "hello there world"
+    )
+    endless = (Segment("la " * 5) for _ in range(10**6))
+    with pytest.raises(DecodeBounded, match=r"words from 1\.0 s of audio"):
+        asr.bounded_transcript(endless, 1.0)
+    monkeypatch.setattr(asr, "DECODE_SECONDS", -1.0)
+    monkeypatch.setattr(asr, "DECODE_SECONDS_PER_AUDIO_SECOND", 0.0)
+    with pytest.raises(DecodeBounded, match="decoding took over"):
+        asr.bounded_transcript([Segment("one")], 1.0)
