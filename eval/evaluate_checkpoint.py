@@ -150,14 +150,18 @@ def _centroids(
 def _judge(
     wave: np.ndarray, rate: int, item: EvalItem, judges: Judges, centroid: np.ndarray
 ) -> dict[str, Any]:
-    """WER, SIM and transcript of one (generated or real) utterance; failures score worst."""
+    """WER, SIM and transcript of one (generated or real) utterance; failures score worst. A
+    decode stopped at its bound (`DecodeBounded`) scores WER 1 and says so, while its SIM is
+    measured as usual: the speaker judge heard the audio fine."""
     problem = check_generated_audio(wave, rate, item.target.duration_s)
+    bounded = None
     if problem is None:
         try:  # a judge tripping over strange audio fails that utterance, not the trial
-            transcript = judges.transcriber.transcribe(wave, rate)
             vector = judges.embedder.embed([wave], rate)[0]
-        except DecodeBounded as err:
-            problem = f"decode bounded ({err})"
+            try:
+                transcript = judges.transcriber.transcribe(wave, rate)
+            except DecodeBounded as err:
+                transcript, bounded = "", f"decode bounded ({err})"
         except Exception as err:
             problem = f"judge error: {type(err).__name__}: {err}"
         else:
@@ -165,14 +169,14 @@ def _judge(
                 problem = "no speech found by the speaker judge"
     if problem is not None:
         return _failed(item, problem)
-    counts = utterance_wer(item.target.text, transcript)
+    counts = utterance_wer(item.target.text, transcript)  # "" when bounded: WER 1
     return {
         "transcript": transcript,
         "errors": counts.errors,
         "words": counts.words,
         "wer": counts.wer,
         "sim": cosine(vector, centroid),
-        "failed": None,
+        "failed": bounded,
     }
 
 

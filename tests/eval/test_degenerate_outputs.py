@@ -137,9 +137,12 @@ def test_griffin_lim_takes_any_length(frames):
         )
 
 
-def test_a_bounded_decode_is_a_counted_failure(trained_export, smoke_corpus, judges, tmp_path):
+def test_a_bounded_decode_counts_as_wer_1_and_keeps_its_sim(
+    trained_export, smoke_corpus, judges, tmp_path
+):
     """An ASR judge that hits its decode bound on an utterance (`DecodeBounded`) fails that
-    utterance — WER 1, reason "decode bounded" — and the evaluation goes on."""
+    utterance's transcript — WER 1, counted, reason "decode bounded" — while its SIM is what
+    the speaker judge measures anyway."""
     from eval.errors import DecodeBounded
     from eval.judges import Judges
 
@@ -152,11 +155,16 @@ def test_a_bounded_decode_is_a_counted_failure(trained_export, smoke_corpus, jud
         def version(self):
             return "hallucinating: test"
 
+    normal = evaluate_checkpoint(
+        trained_export, smoke_corpus, tmp_path / "normal", cfg=EVAL_CFG, judges=judges
+    )
     bounded = Judges(judges.embedder, Hallucinating())
     metrics = evaluate_checkpoint(
-        trained_export, smoke_corpus, tmp_path, cfg=EVAL_CFG, judges=bounded
+        trained_export, smoke_corpus, tmp_path / "bounded", cfg=EVAL_CFG, judges=bounded
     )
+    assert normal.failed_utterances == 0 and normal.wer < 1.0
     assert metrics.failure_reasons == {"decode bounded": metrics.utterances}
     assert metrics.wer == 1.0
-    rows = [json.loads(line) for line in (tmp_path / "per_utterance.jsonl").open()]
+    assert metrics.sim == normal.sim > 0
+    rows = [json.loads(line) for line in (tmp_path / "bounded" / "per_utterance.jsonl").open()]
     assert rows[0]["failed"] == "decode bounded (900 words from 2.0 s of audio)"
