@@ -36,21 +36,21 @@ class ExportJudge:
     def __call__(self, export_dir: Path) -> JudgeOutcome:
         from eval.evaluate_checkpoint import evaluate_checkpoint
 
-        if self.service is not None:
-            from cluster.judge_service import judge_on_service
-
-            return judge_on_service(
-                self.service,
-                export_dir,
-                self.corpus_root,
-                self.out_dir,
-                self.eval_config,
-                self.threads,
-            )
-        Path(self.out_dir).mkdir(parents=True, exist_ok=True)
         try:
+            if self.service is not None:
+                from cluster.judge_service import judge_on_service
+
+                return judge_on_service(
+                    self.service,
+                    export_dir,
+                    self.corpus_root,
+                    self.out_dir,
+                    self.eval_config,
+                    self.threads,
+                )
+            Path(self.out_dir).mkdir(parents=True, exist_ok=True)
             return evaluate_checkpoint(
                 export_dir, self.corpus_root, self.out_dir, cfg=self.eval_config
             )
-        except Exception as err:
+        except Exception as err:  # e.g. the judge actor could not be placed
             return EvalFailure(f"{type(err).__name__}: {err}", traceback.format_exc())

@@ -58,8 +58,8 @@ class JudgeService:
 
         started = time.perf_counter()
         torch.set_num_threads(max(1, threads))
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
         try:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
             features = export_features(Path(export_dir))
             key = f"{Path(corpus_root).resolve()}:{config_hash(cfg)}:{config_hash(features)}"
             if key not in self._heldout:
