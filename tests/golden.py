@@ -53,3 +53,18 @@ def assert_same(actual, expected, rel: float, where: str = "") -> None:
             assert_same(a, e, rel, f"{where}[{i}]")
     else:
         assert actual == expected, f"{where}: {actual!r} != {expected!r}"
+
+
+def assert_same_structure(actual, expected, where: str = "") -> None:
+    """The same keys (in order) and list lengths all the way down; values are not compared."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and list(actual) == list(expected), (
+            f"{where}: keys {list(actual) if isinstance(actual, dict) else actual!r} != "
+            f"{list(expected)}"
+        )
+        for key in expected:
+            assert_same_structure(actual[key], expected[key], f"{where}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), f"{where}: length"
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            assert_same_structure(a, e, f"{where}[{i}]")
