@@ -55,8 +55,8 @@ class Synthesizer:
         trial's own eval settings) selects, downloaded into `cache_dir` unless the config
         names a cache (default: beside the export)."""
         export_dir = Path(export_dir)
-        config = json.loads((export_dir / "model_config.json").read_text())
-        trial = from_dict(TrialConfig, config["trial"], source=str(export_dir))
+        config = _export_config(export_dir)
+        trial = _export_trial(export_dir, config)
         vocab = Vocabulary(tuple(config["vocabulary"]))
         cache_dir = cache_dir or export_dir.parent / "judges"
         vocoder = vocoder or vocoder_for(trial.data.features, cfg or trial.eval, cache_dir)
@@ -115,8 +115,15 @@ class Synthesizer:
 
 def export_features(export_dir: Path) -> FeatureConfig:
     """The log-mel recipe an export was trained on (from its model_config.json)."""
-    config = json.loads((Path(export_dir) / "model_config.json").read_text())
-    return from_dict(TrialConfig, config["trial"], source=str(export_dir)).data.features
+    return _export_trial(export_dir, _export_config(export_dir)).data.features
+
+
+def _export_config(export_dir: Path) -> dict:
+    return json.loads((Path(export_dir) / "model_config.json").read_text())
+
+
+def _export_trial(export_dir: Path, config: dict) -> TrialConfig:
+    return from_dict(TrialConfig, config["trial"], source=str(export_dir))
 
 
 def load_neural(
