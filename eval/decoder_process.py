@@ -30,7 +30,7 @@ class DecoderProcess:
     """`decode(pcm, limit_s)` → the hypothesis (None: nothing recognised), or `TimeoutError`
     after `limit_s` seconds, with the child replaced by a fresh one."""
 
-    def __init__(self, **decoder_options: str) -> None:
+    def __init__(self, **decoder_options: str | bool) -> None:
         self._options = json.dumps(decoder_options)
         self._start()
 
