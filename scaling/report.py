@@ -55,9 +55,16 @@ __all__ = [
 ]
 
 
-def build_report(sweep_dir: Path, *, bootstrap: int = 1000, seed: int = 0) -> Path:
+def build_report(
+    sweep_dir: Path,
+    *,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    cost_per_gpu_hour: float | None = None,
+) -> Path:
     """Fit the sweep's scaling laws and write `fits.json`, `figures/*.png` and `report.html`
-    into `sweep_dir`; returns the path of report.html.
+    into `sweep_dir`; returns the path of report.html. `cost_per_gpu_hour` (the sweep
+    config's) prices the GPU-hours the trials held.
 
     Raises FileNotFoundError when `sweep_dir/results.jsonl` is missing and ValueError (a
     `ResultsError`) naming file and line when a row is malformed.
@@ -69,7 +76,15 @@ def build_report(sweep_dir: Path, *, bootstrap: int = 1000, seed: int = 0) -> Pa
     analyses = analyse_sweep(rows, bootstrap=bootstrap, seed=seed)
     (sweep_dir / "fits.json").write_text(json.dumps(json_safe(analyses), indent=2) + "\n")
     figures = draw_figures(rows, analyses, sweep_dir / "figures")
-    page = render_html(sweep_dir.name, rows, analyses, figures, bootstrap=bootstrap, seed=seed)
+    page = render_html(
+        sweep_dir.name,
+        rows,
+        analyses,
+        figures,
+        bootstrap=bootstrap,
+        seed=seed,
+        cost_per_gpu_hour=cost_per_gpu_hour,
+    )
     path = sweep_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -119,6 +134,7 @@ def render_html(
     *,
     bootstrap: int,
     seed: int,
+    cost_per_gpu_hour: float | None = None,
 ) -> str:
     """The whole page: verdict and status first, then figures, fit tables, the extrapolation
     check and every trial."""
@@ -141,7 +157,7 @@ def render_html(
             extrapolation_section(primary),
         ]
     sections.append(trials_section(rows))
-    sections.append(time_section(rows))
+    sections.append(time_section(rows, cost_per_gpu_hour))
     body = "\n".join(s for s in sections if s)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -165,6 +181,12 @@ def add_report_parser(commands: argparse._SubParsersAction) -> argparse.Argument
         help="bootstrap resamples behind every interval (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument(
+        "--cost-per-gpu-hour",
+        type=float,
+        metavar="X",
+        help="price of one GPU-hour: the report multiplies it by the GPU-hours trials held",
+    )
     parser.set_defaults(handler=_report_command)
     return parser
 
@@ -175,7 +197,12 @@ def _report_command(args: argparse.Namespace) -> int:
     if args.bootstrap < 0:
         raise ConfigError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     try:
-        path = build_report(args.sweep_dir, bootstrap=args.bootstrap, seed=args.seed)
+        path = build_report(
+            args.sweep_dir,
+            bootstrap=args.bootstrap,
+            seed=args.seed,
+            cost_per_gpu_hour=args.cost_per_gpu_hour,
+        )
     except (FileNotFoundError, ResultsError) as err:
         raise ConfigError(str(err)) from err
     print(path)

@@ -148,9 +148,9 @@ def trials_section(rows: Sequence[ResultRow]) -> str:
     )
 
 
-def time_section(rows: Sequence[ResultRow]) -> str:
-    """Where the sweep's time went: the summary line and a bar per trial (train / eval /
-    other seconds, `scaling.timing`)."""
+def time_section(rows: Sequence[ResultRow], cost_per_gpu_hour: float | None = None) -> str:
+    """Where the sweep's time went: the summary line, what the GPUs cost, and a bar per trial
+    (train / eval / other seconds, `scaling.timing`)."""
     timing = sweep_timing(rows)
     if not timing.trials:
         return ""
@@ -173,5 +173,21 @@ def time_section(rows: Sequence[ResultRow]) -> str:
         "(orange) and everything else — starting Ray Train's controller and workers, imports, "
         "data loading, DeepSpeed's set-up, validation, checkpoints (grey); train / eval / "
         "other seconds.</p>"
+        f"<p>{esc(gpu_cost(rows, cost_per_gpu_hour))}</p>"
         f'<table class="timing">{"".join(bars)}</table></section>'
     )
+
+
+def gpu_cost(rows: Sequence[ResultRow], cost_per_gpu_hour: float | None) -> str:
+    """The GPU-hours the trials held (their `gpu_hours`) and, given the sweep's
+    `cost_per_gpu_hour`, what they cost."""
+    hours = sum(r.gpu_hours or 0.0 for r in rows)
+    unknown = sum(r.gpu_hours is None for r in rows)
+    text = f"GPU-hours held by the trials: {hours:.2f}"
+    if unknown:
+        text += f" ({unknown} row(s) without a measured wall time not counted)"
+    if not hours:
+        return text + " — this sweep ran on CPUs."
+    if cost_per_gpu_hour is None:
+        return text + "; set cost_per_gpu_hour in the sweep config to see what they cost."
+    return text + f" × {cost_per_gpu_hour:g} per GPU-hour = {hours * cost_per_gpu_hour:,.2f}."

@@ -125,7 +125,7 @@ def run_sweep(
         started = time.perf_counter()
         status = _run(plan, runs_dir, max_failures, tracking_grace_s)
         if status in (0, EXIT_TRACKING_DOWN):
-            _write_report(plan.paths)
+            _write_report(plan.paths, sweep.cost_per_gpu_hour)
             rows = load_rows(plan.paths.results)
             print("\n".join(describe_seed_figure(rows)), flush=True)
             print(sweep_timing(rows).summary(), flush=True)
@@ -273,7 +273,7 @@ def _progress_line(row: ResultRow, recorded: int, total: int) -> str:
     return text
 
 
-def _write_report(paths: SweepPaths) -> None:
+def _write_report(paths: SweepPaths, cost_per_gpu_hour: float | None) -> None:
     """Fits and report from results.jsonl; skipped when the report is newer than the results
     (a re-run that trained nothing changes nothing)."""
     from scaling.report import build_report
@@ -284,7 +284,7 @@ def _write_report(paths: SweepPaths) -> None:
     if report.exists() and report.stat().st_mtime >= paths.results.stat().st_mtime:
         print(f"report up to date: {report}", flush=True)
         return
-    print(f"report: {build_report(paths.root)}", flush=True)
+    print(f"report: {build_report(paths.root, cost_per_gpu_hour=cost_per_gpu_hour)}", flush=True)
 
 
 def _lineage_tags(sweep: SweepConfig) -> dict[str, str]:

@@ -134,9 +134,17 @@ class TrialOutcome:
             if evaluation and evaluation.ceilings
             else None,
             wall_seconds=self.wall_seconds,
+            gpu_hours=_gpu_hours(trial, self.wall_seconds),
             finished_at=self.finished_at,
             error=self.error,
         )
+
+
+def _gpu_hours(trial: TrialConfig, wall_seconds: float | None) -> float | None:
+    if wall_seconds is None:
+        return None
+    r = trial.resources
+    return r.num_workers * r.gpus_per_worker * wall_seconds / 3600
 
 
 class OutcomeError(ValueError):

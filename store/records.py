@@ -147,6 +147,8 @@ class ResultRow:
     eval_val_loss: float | None = None
     ceilings: Ceilings | None = None
     wall_seconds: float | None = None
+    gpu_hours: float | None = None
+    """GPUs the trial held × its wall time, in hours (0 on CPUs): what a cluster bills."""
     finished_at: float | None = None
     error: str | None = None
 
@@ -216,6 +218,7 @@ class ResultRow:
             "train_seconds": self.train_seconds,
             "eval_seconds": self.eval_seconds,
             "wall_seconds": self.wall_seconds,
+            "gpu_hours": self.gpu_hours,
             "failed_utterances": self.failed_utterances,
             "eval_val_loss": self.eval_val_loss,
         }

@@ -399,6 +399,9 @@ class SweepConfig:
     e.g. more GPUs for the largest model on a cluster."""
     max_concurrent_trials: Positive | None = None
     """Cap on trials running at once; default: as many as the cluster's CPUs/GPUs fit."""
+    cost_per_gpu_hour: PositiveFloat | None = None
+    """What one GPU-hour costs on your cluster (any currency; spot or on-demand): the report
+    multiplies it by the GPU-hours the trials held (`gpu_hours` in the rows)."""
 
     def __post_init__(self) -> None:
         for name, model in (self.model_sizes or {}).items():

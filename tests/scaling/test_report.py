@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import html
 import io
 import json
@@ -371,3 +372,29 @@ def test_cli_errors_are_config_errors(argv: list[str], message: str, tmp_path: P
     args = _cli([a.format(**paths) for a in argv])
     with pytest.raises(ConfigError, match=message):
         args.handler(args)
+
+
+def test_gpu_hours_come_from_the_trial_resources_and_the_report_prices_them(
+    tmp_path: Path,
+) -> None:
+    from scaling.report_trials import time_section
+    from store.outcome import TrialOutcome
+    from training.config import SweepConfig
+    from training.config_io import load_config
+
+    repo = Path(__file__).resolve().parents[2]
+    sweep = load_config(SweepConfig, repo / "configs" / "sweeps" / "libritts-r-gpu.yaml")
+    by_name = {t.name: t for t in sweep.trials()}
+    xxl, baseline = by_name["xxl-h10-seed0"], by_name["baseline-h10-seed0"]
+    rows = [
+        TrialOutcome(trial=t.name, status="done", wall_seconds=1800.0, finished_at=1e9).row(
+            t, sweep_dir=tmp_path, mlflow_run_id=None
+        )
+        for t in (xxl, baseline)
+    ]
+    # xxl: 8 workers × 1 GPU for half an hour; the baseline holds no GPU.
+    assert [r.gpu_hours for r in rows] == [4.0, 0.0]
+    assert "4.00 × 2.5 per GPU-hour = 10.00." in time_section(rows, 2.5)
+    assert "set cost_per_gpu_hour in the sweep config" in time_section(rows)
+    cpu_only = [dataclasses.replace(rows[1], trial="b2")]
+    assert "this sweep ran on CPUs" in time_section(cpu_only, 2.5)
