@@ -14,7 +14,10 @@ def connect(*, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    address = os.environ.get("RAY_ADDRESS")
+    address = os.environ.get("RAY_ADDRESS", "")
+    if address.startswith("ray://"):
+        _connect_client(address)
+        return
     if address:
         ray.init(address=address, log_to_driver=True)
         return
@@ -33,6 +36,28 @@ def connect(*, num_cpus: int | None = None) -> None:
         log_to_driver=True,
         _node_ip_address="127.0.0.1",
     )
+
+
+CLIENT_CONNECT_TRIES = 3
+
+
+def _connect_client(address: str) -> None:
+    """Ray Client (`ray://head:10001`). The head's proxy starts one server process per client
+    connection, and that start sometimes fails on a loaded head ("Starting Ray client server
+    failed", seen on this 2-core machine); a new connection gets a new server, so try again."""
+    import time
+
+    import ray
+
+    for attempt in range(1, CLIENT_CONNECT_TRIES + 1):
+        try:
+            ray.init(address=address, log_to_driver=True)
+            return
+        except ConnectionAbortedError as err:
+            if attempt == CLIENT_CONNECT_TRIES:
+                raise
+            print(f"ray client: connecting to {address} failed ({err}); trying again", flush=True)
+            time.sleep(2.0 * attempt)
 
 
 def available_cpus() -> float:

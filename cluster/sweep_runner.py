@@ -23,6 +23,7 @@ from typing import Any
 from cluster.judge_service import remove_judges
 from cluster.tracking import RECORDED_TAG, SweepTracker, record_key
 from cluster.tracking_queue import TrackingQueue
+from cluster.trial_events import forwarded_events, record_trials_callback
 from eval.result import EvalFailure, eval_from_json
 from store.outcome import TrainSummary, TrialOutcome, read_outcome, write_outcome
 from store.paths import SweepPaths
@@ -271,36 +272,6 @@ def _name(tune_trial: Any) -> str:
     return tune_trial.config["trial"]
 
 
-def _make_callback(recorder: SweepRecorder):
-    from ray.tune import Callback
-
-    class RecordTrials(Callback):
-        """Tune hooks → the recorder. Runs in the driver process only."""
-
-        def __init__(self, recorder: SweepRecorder) -> None:
-            self.recorder = recorder
-
-        def __getstate__(self) -> dict[str, Any]:
-            # Tune pickles its run config into the experiment directory; the recorder (a
-            # thread and its locks) belongs to this process and is never restored from there.
-            return {}
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self.recorder.started(_name(trial))
-
-        def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.recorder.progress(_name(trial), result)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self.recorder.finished(_name(trial))
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            error = getattr(trial, "error_msg", None) or "the trial raised (see Tune's log)"
-            self.recorder.finished(_name(trial), error=str(error)[-2000:])
-
-    return RecordTrials(recorder)
-
-
 # ---------------------------------------------------------------------------------------------
 # In the driver: running the pending trials
 
@@ -349,31 +320,32 @@ def run_trials(
     trainable = tune.with_resources(
         tune.with_parameters(trial_trainable, tasks=tasks), TRIAL_DRIVER_RESOURCES
     )
-    tuner = tune.Tuner(
-        trainable,
-        param_space={"trial": tune.grid_search(list(tasks))},
-        tune_config=tune.TuneConfig(
-            max_concurrent_trials=concurrency,
-            # One trial-driver process serves trial after trial: its imports (Ray Train,
-            # torch) are paid once per slot, not once per trial.
-            reuse_actors=True,
-            trial_name_creator=_name,
-            trial_dirname_creator=_name,
-        ),
-        run_config=tune.RunConfig(
-            name="tune",
-            storage_path=str(paths.root.resolve()),
-            callbacks=[_make_callback(recorder)],
-            verbose=1,
-        ),
-    )
     print(f"running {len(trials)} trial(s), at most {concurrency} at once", flush=True)
     # Judge actors are detached: ones a dead driver of this sweep left behind hold judges
     # loaded by older code, and this run's must not outlive it.
     service = judge_service_name(paths)
     remove_judges(service)
     try:
-        tuner.fit()
+        with forwarded_events(recorder) as events:
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"trial": tune.grid_search(list(tasks))},
+                tune_config=tune.TuneConfig(
+                    max_concurrent_trials=concurrency,
+                    # One trial-driver process serves trial after trial: its imports (Ray
+                    # Train, torch) are paid once per slot, not once per trial.
+                    reuse_actors=True,
+                    trial_name_creator=_name,
+                    trial_dirname_creator=_name,
+                ),
+                run_config=tune.RunConfig(
+                    name="tune",
+                    storage_path=str(paths.root.resolve()),
+                    callbacks=[record_trials_callback(events)],
+                    verbose=1,
+                ),
+            )
+            tuner.fit()
     finally:
         remove_judges(service)
 

@@ -35,6 +35,12 @@ learns that training started, and that it finished, only at a poll: with 2 s a t
 `poll_status` call per worker and poll is cheap next to that; set the variable to override."""
 
 
+MAX_PREEMPTIONS = -1
+"""Ray Train's `FailureConfig.max_preemption_failures`: node preemptions a trial recovers from
+(-1: any number). Ray Train counts them apart from `max_failures` when the node was drained
+with a preemption reason (cloud spot reclaim, seen by its preemption watcher)."""
+
+
 @dataclass(frozen=True)
 class TrainingResult:
     """What Ray handed back for one trial: its status, the final report's metrics (JSON, as
@@ -119,7 +125,13 @@ def run_trial(
         run_config=RunConfig(
             name=trial.name,
             storage_path=str(storage),
-            failure_config=FailureConfig(max_failures=max_failures),
+            # A spot node reclaimed by its cloud is drained with a preemption reason: Ray
+            # Train restarts the workers from the last checkpoint against a budget of its own
+            # (unlimited here), so preemptions never use up `max_failures`, which is for real
+            # failures (a crash, an OOM, a lost on-demand node).
+            failure_config=FailureConfig(
+                max_failures=max_failures, max_preemption_failures=MAX_PREEMPTIONS
+            ),
             checkpoint_config=CheckpointConfig(num_to_keep=3),
             callbacks=callbacks or [],
         ),

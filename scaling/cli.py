@@ -244,6 +244,7 @@ def _promote(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `voicescale` console script."""
+    from cluster.storage_check import StorageError
     from cluster.tracking import TrackingUnavailable
     from eval.errors import JudgeUnavailable
     from scaling.promote import PromotionError
@@ -263,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         OutcomeError,
         ResultsError,
         PromotionError,
+        StorageError,
         SweepLocked,
         TrackingUnavailable,
     ) as err:

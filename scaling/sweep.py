@@ -223,7 +223,11 @@ def _run_pending(plan: SweepPlan, recorder: SweepRecorder, max_failures: int) ->
         connect()
         import ray
 
+        from cluster.storage_check import check_shared_storage
         from cluster.trial_runner import check_launchable
+
+        # Before any training: every node must see the runs directory and the corpus.
+        check_shared_storage(plan.paths.root, corpus_root)
 
         cluster = dict(ray.cluster_resources())
         for trial in to_run:
