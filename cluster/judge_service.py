@@ -30,7 +30,13 @@ from typing import Any
 from eval.result import EvalFailure, JudgeOutcome
 from training.config import EvalConfig, config_hash
 
-__all__ = ["JUDGE_NAMESPACE", "JudgeService", "judge_on_service", "remove_judges"]
+__all__ = [
+    "JUDGE_NAMESPACE",
+    "JudgeService",
+    "judge_on_service",
+    "prepare_judges",
+    "remove_judges",
+]
 
 JUDGE_NAMESPACE = "voicescale"
 MAX_SLOTS = 256
@@ -53,20 +59,14 @@ class JudgeService:
         raised, like `cluster.evaluation.ExportJudge`."""
         import torch
 
-        from eval.evaluate_checkpoint import HeldOutSet, evaluate_checkpoint
+        from eval.evaluate_checkpoint import evaluate_checkpoint
         from training.inference import Synthesizer, export_features
 
         started = time.perf_counter()
         torch.set_num_threads(max(1, threads))
         try:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
-            features = export_features(Path(export_dir))
-            key = f"{Path(corpus_root).resolve()}:{config_hash(cfg)}:{config_hash(features)}"
-            if key not in self._heldout:
-                self._heldout[key] = HeldOutSet.build(corpus_root, cfg, features)
-                self._heldout[key].reference_seconds = time.perf_counter() - started
-                self.builds += 1
-            heldout = self._heldout[key]
+            heldout = self._heldout_for(corpus_root, cfg, export_features(Path(export_dir)))
             synthesizer = Synthesizer.load(export_dir, heldout.vocoder, cfg=cfg)
             self.evaluations += 1
             result = evaluate_checkpoint(
@@ -75,6 +75,28 @@ class JudgeService:
             return replace(result, eval_seconds=time.perf_counter() - started)
         except Exception as err:
             return EvalFailure(f"{type(err).__name__}: {err}", traceback.format_exc())
+
+    def prepare(self, corpus_root: str, cfg: EvalConfig, features: Any, threads: int) -> float:
+        """Build the held-out set now — the judges, and the reference ceilings, which are
+        computed once and cached on disk for every judge of the corpus — so the first trial
+        judged here does not wait for them. Returns the seconds it took."""
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+        started = time.perf_counter()
+        self._heldout_for(corpus_root, cfg, features).reference_seconds = 0.0  # paid here
+        return time.perf_counter() - started
+
+    def _heldout_for(self, corpus_root: str, cfg: EvalConfig, features: Any) -> Any:
+        from eval.evaluate_checkpoint import HeldOutSet
+
+        key = f"{Path(corpus_root).resolve()}:{config_hash(cfg)}:{config_hash(features)}"
+        if key not in self._heldout:
+            started = time.perf_counter()
+            self._heldout[key] = HeldOutSet.build(corpus_root, cfg, features)
+            self._heldout[key].reference_seconds = time.perf_counter() - started
+            self.builds += 1
+        return self._heldout[key]
 
     def stats(self) -> dict[str, int]:
         """How many exports it judged and how many held-out sets it built (for tests and
@@ -111,6 +133,16 @@ def judge_on_service(
         eval_seconds=waited,
         reference_seconds=outcome.reference_seconds + waited - outcome.eval_seconds,
     )
+
+
+def prepare_judges(service: str, corpus_root: str, cfg: EvalConfig, features: Any) -> Any:
+    """Start this node's first judge actor and have it build the held-out set (see
+    `JudgeService.prepare`) while the sweep's first trials start; returns the call's
+    ObjectRef (its result: the seconds the preparation took)."""
+    import ray
+
+    node = ray.get_runtime_context().get_node_id()
+    return _judge_actor(service, node, 0).prepare.remote(corpus_root, cfg, features, 1)
 
 
 def remove_judges(service: str) -> int:

@@ -325,6 +325,7 @@ def run_trials(
     # loaded by older code, and this run's must not outlive it.
     service = judge_service_name(paths)
     remove_judges(service)
+    preparing = _prepare_judges(service, ordered[0], corpus_root, paths)
     try:
         with forwarded_events(recorder) as events:
             tuner = tune.Tuner(
@@ -346,8 +347,39 @@ def run_trials(
                 ),
             )
             tuner.fit()
+        _report_preparation(preparing)
     finally:
         remove_judges(service)
+
+
+def _prepare_judges(service: str, trial: TrialConfig, corpus_root: Path, paths: SweepPaths):
+    """The judges' held-out set and reference ceilings, built once while the first trials
+    start (every trial of a sweep shares the corpus, the evaluation settings and features)."""
+    from cluster.judge_service import prepare_judges
+
+    try:
+        cfg = judging_config(trial.eval, paths.root.parent)
+        return prepare_judges(service, str(corpus_root), cfg, trial.features)
+    except Exception as err:  # e.g. no node id through Ray Client: the first trial builds it
+        print(f"judges: not prepared ahead ({type(err).__name__}: {err})", flush=True)
+        return None
+
+
+def _report_preparation(preparing) -> None:
+    import ray
+
+    if preparing is None or not ray.wait([preparing], timeout=0)[0]:
+        return
+    try:
+        seconds = ray.get(preparing)
+    except Exception as err:  # the trials' own evaluations said what went wrong
+        print(f"judges: preparing the held-out set failed ({type(err).__name__})", flush=True)
+        return
+    print(
+        f"judges: held-out set and reference ceilings prepared once, {seconds:.1f} s, while "
+        "the first trials started (not in any trial's eval_seconds)",
+        flush=True,
+    )
 
 
 def _estimated_cost(trial: TrialConfig) -> float:

@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from cluster.evaluation import ExportJudge
-from cluster.judge_service import _leased_slot, judge_on_service, remove_judges
+from cluster.judge_service import (
+    _leased_slot,
+    judge_on_service,
+    prepare_judges,
+    remove_judges,
+)
 from cluster.trial_runner import run_any_trial, run_trial
 from eval.evaluate_checkpoint import evaluate_checkpoint
 from eval.result import EvalResult
@@ -249,6 +254,31 @@ def test_the_judge_actor_is_reused_and_agrees_with_judging_in_process(
         removed = remove_judges(service)
     assert removed == 1
     assert remove_judges(service) == 0
+
+
+def test_judges_prepared_ahead_leave_the_first_trial_only_its_own_judging(
+    ray_local, smoke_corpus, baseline_export, tmp_path
+):
+    """The sweep prepares slot 0's held-out set while its first trials start: the first
+    verdict then builds nothing and carries no reference time."""
+    import ray
+
+    from training.inference import export_features
+
+    service = "test-prepared-judges"
+    try:
+        features = export_features(Path(baseline_export))
+        seconds = ray.get(prepare_judges(service, str(smoke_corpus), JUDGE, features))
+        verdict = judge_on_service(
+            service, baseline_export, str(smoke_corpus), str(tmp_path / "a"), JUDGE, 1
+        )
+        assert isinstance(verdict, EvalResult), verdict
+        actor = ray.get_actor(f"judges/{service}/{ray.get_runtime_context().get_node_id()}/0",
+                              namespace="voicescale")  # fmt: skip
+        assert ray.get(actor.stats.remote())["builds"] == 1
+        assert seconds > 0 and verdict.reference_seconds < 0.5 * seconds
+    finally:
+        remove_judges(service)
 
 
 def test_a_slot_held_by_one_evaluation_is_not_handed_to_another(tmp_path):
