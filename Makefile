@@ -23,7 +23,7 @@ SWEEP ?= configs/sweeps/default.yaml
 RUNS ?= runs
 MLFLOW_PORT ?= 5000
 
-.PHONY: help venv system-deps test test-fast lint corpus bench gpu-check drills scale-sweep mlflow-ui clean-venv
+.PHONY: help venv system-deps test test-fast lint corpus bench gpu-check drills scale-sweep mlflow-ui clean-venv cluster-up cluster-down
 
 help:
 	@echo "make scale-sweep   run (or resume) the sweep SWEEP=$(SWEEP): trials, MLflow, fits, report, promotion"
@@ -35,6 +35,8 @@ help:
 	@echo "make bench         benchmarks, then the table of performance ratios (bench/results.json)"
 	@echo "make gpu-check     on a GPU machine: the GPU smoke sweep and its step time, MFU, memory"
 	@echo "make drills        break the sweep for real (kills, lost node, MLflow outage, …); print the table"
+	@echo "make cluster-up    start the Ray cluster cluster/launch/$(CLOUD).yaml (CLOUD=aws or gcp; ray up)"
+	@echo "make cluster-down  tear it down (ray down)"
 
 venv: $(STAMP)
 
@@ -98,3 +100,26 @@ drills: venv
 
 clean-venv:
 	rm -rf $(VENV)
+
+# A Ray cluster on AWS or GCP from cluster/launch/$(CLOUD).yaml (edit its REPLACE_ME values first).
+# `ray up` here drives the cloud through its SDK, which requirements.lock leaves out; and it copies
+# Ray's auth token (~/.ray/auth_token, made here when missing) to every node.
+CLOUD ?= aws
+CLOUD_SDK_aws := boto3
+CLOUD_PIP_aws := boto3
+CLOUD_SDK_gcp := googleapiclient
+CLOUD_PIP_gcp := google-api-python-client
+ifneq ($(filter cluster-up cluster-down,$(MAKECMDGOALS)),)
+ifeq ($(filter $(CLOUD),aws gcp),)
+$(error unknown CLOUD=$(CLOUD): use CLOUD=aws or CLOUD=gcp (the configs are cluster/launch/aws.yaml, gcp.yaml))
+endif
+endif
+
+cluster-up: venv
+	@$(PY) -c "import $(CLOUD_SDK_$(CLOUD))" 2>/dev/null || { echo "ray up on $(CLOUD) needs $(CLOUD_PIP_$(CLOUD)), not in requirements.lock: $(PY) -m pip install $(CLOUD_PIP_$(CLOUD))" >&2; exit 2; }
+	@$(VENV)/bin/ray get-auth-token --generate >/dev/null
+	$(VENV)/bin/ray up -y cluster/launch/$(CLOUD).yaml
+
+cluster-down: venv
+	@$(PY) -c "import $(CLOUD_SDK_$(CLOUD))" 2>/dev/null || { echo "ray down on $(CLOUD) needs $(CLOUD_PIP_$(CLOUD)), not in requirements.lock: $(PY) -m pip install $(CLOUD_PIP_$(CLOUD))" >&2; exit 2; }
+	$(VENV)/bin/ray down -y cluster/launch/$(CLOUD).yaml
