@@ -359,7 +359,7 @@ def _prepare_judges(service: str, trial: TrialConfig, corpus_root: Path, paths: 
 
     try:
         cfg = judging_config(trial.eval, paths.root.parent)
-        return prepare_judges(service, str(corpus_root), cfg, trial.features)
+        return prepare_judges(service, str(corpus_root), cfg, trial.data.features)
     except Exception as err:  # e.g. no node id through Ray Client: the first trial builds it
         print(f"judges: not prepared ahead ({type(err).__name__}: {err})", flush=True)
         return None

@@ -156,6 +156,13 @@ def test_results_rows_are_complete_and_sane(smoke_sweep: dict) -> None:
     assert s["params"] > xs["params"]
 
 
+def test_the_judges_are_prepared_while_the_first_trials_start(smoke_sweep: dict) -> None:
+    """The held-out set and its ceilings are built once, ahead of the first verdict."""
+    log = smoke_sweep["resume_log"]
+    assert "judges: held-out set and reference ceilings prepared once" in log, log[-3000:]
+    assert "judges: not prepared ahead" not in log
+
+
 def test_mlflow_children_hold_params_metrics_and_artifacts(smoke_sweep: dict) -> None:
     client, _ = mlflow_client(smoke_sweep["runs"])
     parent, children = sweep_runs(client)
