@@ -10,7 +10,6 @@ is its local disk instead of the shared filesystem."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -25,7 +24,7 @@ import pytest
 from cluster.storage_check import PROBE_DIR, check_shared_storage
 from store.results_file import load_results
 from tests.golden import GOLDEN, assert_same, machine_fingerprint, recorded_machine
-from tests.scaling.test_sweep import UNSTABLE_FIELDS, stable_rows
+from tests.scaling.test_sweep import stable_rows
 
 pytestmark = pytest.mark.slow
 
@@ -191,11 +190,8 @@ def test_a_sweep_through_ray_client_records_what_local_mode_records(
     rows = stable_rows(runs / "smoke" / "results.jsonl")
     assert [r["trial"] for r in rows] == ["baseline-u64-seed0", "xs-u64-seed0"], out[-2000:]
     assert all(r["status"] == "done" for r in rows), rows
-    golden = [
-        {k: v for k, v in row.items() if k not in UNSTABLE_FIELDS}
-        for row in map(json.loads, (GOLDEN / "smoke_results.jsonl").read_text().splitlines())
-    ]
-    local = [row for row in golden if row["trial"] in {r["trial"] for r in rows}]
+    names = {r["trial"] for r in rows}
+    local = [r for r in stable_rows(GOLDEN / "smoke_results.jsonl") if r["trial"] in names]
     assert [sorted(r) for r in rows] == [sorted(r) for r in local]
     if machine_fingerprint() == recorded_machine():
         assert_same(rows, local, 0, "results.jsonl through ray://")
