@@ -5,9 +5,17 @@ clone; the next `sentences_per_speaker` utterances are the texts to speak; the r
 form the speaker's enrolment — the real audio SIM compares against (never the prompt, never
 the target itself). Each generated utterance is vocoded, transcribed and embedded:
 
-    sim       cosine(generated, enrolment centroid), mean over utterances, bootstrap CI
-    wer       pooled WER of the transcripts vs the input text, bootstrap CI over utterances
-    val_loss  teacher-forced log-mel L1 of the same utterances (held-out voices), with CI
+    sim       cosine(generated, enrolment centroid), mean over utterances
+    wer       pooled WER of the transcripts vs the input text (Σ errors / Σ words)
+    val_loss  teacher-forced log-mel L1 of the same utterances (Σ L1 / Σ mel cells)
+
+Each comes with a 95 % percentile interval (`sim_ci`, `wer_ci`, `val_loss_ci`) from a
+speaker-clustered bootstrap (`CI_METHOD`): resample the held-out voices with replacement, then
+each drawn voice's utterances with replacement. A voice's utterances share its prompt and its
+enrolment centroid, so they are not independent draws: resampling utterances alone would
+treat 8 voices × 3 sentences as 24 independent samples, and its intervals are too narrow.
+The three statistics share one set of seeded replicates, so the same records always give the
+same intervals.
 
 Ceilings measured with the same judges — the real recordings, and the real mel through the
 vocoder — come with every result (computed once per corpus and judge, then cached).
@@ -31,6 +39,7 @@ import soundfile as sf
 import torch
 from filelock import FileLock
 
+from eval.bootstrap import CI_METHOD, clustered_resamples
 from eval.errors import DecodeBounded
 from eval.judges import Judges
 from eval.result import EvalResult
@@ -48,7 +57,6 @@ __all__ = [
     "EvalItem",
     "HeldOutSet",
     "Judges",
-    "bootstrap_ci",
     "check_generated_audio",
     "check_predicted_mel",
     "evaluate_checkpoint",
@@ -84,18 +92,6 @@ def evaluation_plan(
         items += [EvalItem(speaker, prompt, t) for t in chosen]
         enrolment[speaker] = rest
     return items, enrolment
-
-
-def bootstrap_ci(
-    n: int, statistic, resamples: int, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile interval of `statistic(indices)` over resamples of range(n)."""
-    if n == 0:
-        return (math.nan, math.nan)
-    rng = np.random.default_rng(seed)
-    values = [statistic(rng.integers(0, n, n)) for _ in range(resamples)]
-    tail = (1 - level) / 2 * 100
-    return (float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail)))
 
 
 def _too_long(seconds: float, reference_seconds: float) -> bool:
@@ -195,24 +191,24 @@ def _failed(item: EvalItem, problem: str) -> dict[str, Any]:
 
 
 def _aggregate(records: list[dict[str, Any]], resamples: int, prefix: str = "") -> dict[str, Any]:
+    """Point estimates and speaker-clustered intervals of per-utterance records (each names
+    its `speaker`): mean SIM, pooled WER and, when measured, val_loss = Σ L1 / Σ cells (an
+    utterance without a finite L1 counts as infinite). One set of replicates serves all."""
+    replicates = clustered_resamples([r["speaker"] for r in records], resamples)
     errors = np.array([r["errors"] for r in records], dtype=float)
     words = np.array([r["words"] for r in records], dtype=float)
     sims = np.array([r["sim"] for r in records], dtype=float)
     out = {
         f"{prefix}sim": float(sims.mean()),
-        f"{prefix}sim_ci": bootstrap_ci(len(sims), lambda i: sims[i].mean(), resamples),
+        f"{prefix}sim_ci": replicates.ratio_interval(sims, np.ones_like(sims)),
         f"{prefix}wer": float(errors.sum() / words.sum()),
-        f"{prefix}wer_ci": bootstrap_ci(
-            len(errors), lambda i: errors[i].sum() / words[i].sum(), resamples
-        ),
+        f"{prefix}wer_ci": replicates.ratio_interval(errors, words),
     }
     if "l1_sum" in records[0]:
         l1 = np.array([math.inf if r["l1_sum"] is None else r["l1_sum"] for r in records])
         cells = np.array([r["l1_cells"] for r in records], dtype=float)
         out["val_loss"] = float(l1.sum() / cells.sum())
-        out["val_loss_ci"] = bootstrap_ci(
-            len(l1), lambda i: l1[i].sum() / cells[i].sum(), resamples
-        )
+        out["val_loss_ci"] = replicates.ratio_interval(l1, cells)
     return out
 
 
@@ -230,10 +226,15 @@ def reference_scores(
     """What every checkpoint of a corpus shares: each speaker's enrolment centroid, and the
     ceilings — the judges' scores on the real recordings and on the real mel through the
     vocoder. Computed once, cached in `<corpus>/eval_cache/` keyed by the evaluation
-    settings and the judges' versions."""
+    settings, the judges' versions and the interval method."""
     key = hashlib.sha256(
         json.dumps(
-            {"eval": to_dict(cfg), "features": to_dict(features), "judges": judges.versions()},
+            {
+                "eval": to_dict(cfg),
+                "features": to_dict(features),
+                "judges": judges.versions(),
+                "ci": CI_METHOD,  # ceilings cached with utterance-level intervals are stale
+            },
             sort_keys=True,
         ).encode()
     ).hexdigest()[:12]
@@ -243,12 +244,12 @@ def reference_scores(
         real, vocoded = [], []
         for item in items:
             wave, rate = read_audio(corpus.audio_path(item.target))
-            real.append(_judge(wave, rate, item, judges, centroids[item.speaker]))
+            judged = _judge(wave, rate, item, judges, centroids[item.speaker])
+            real.append({"speaker": item.speaker, **judged})
             mel = torch.from_numpy(np.array(store.mel(index[item.target.id])))
             wave = vocoder(mel).numpy()
-            vocoded.append(
-                _judge(wave, features.sample_rate, item, judges, centroids[item.speaker])
-            )
+            judged = _judge(wave, features.sample_rate, item, judges, centroids[item.speaker])
+            vocoded.append({"speaker": item.speaker, **judged})
         ceilings = {
             **_aggregate(real, cfg.bootstrap, "ground_truth_"),
             **_aggregate(vocoded, cfg.bootstrap, "vocoded_ground_truth_"),
