@@ -151,8 +151,9 @@ def run_trial(
 def run_baseline_trial(
     trial: TrialConfig, corpus_root: Path, storage: Path, on_export: OnExport | None = None
 ) -> TrainingResult:
-    """Fit the non-neural baseline as a Ray task (one CPU slot, no DeepSpeed), retried on
-    worker loss like any Ray task; `on_export` judges the export in the same task."""
+    """Fit a traditional (non-neural) baseline — ridge or concatenative, `trial.baseline` — as
+    a Ray task (one CPU slot, no DeepSpeed), retried on worker loss like any Ray task;
+    `on_export` judges the export in the same task."""
     import ray
 
     from cluster.ray_runtime import outside_placement_group
@@ -172,9 +173,9 @@ def run_baseline_trial(
 def _fit_baseline(
     trial: TrialConfig, corpus_root: str, export: Path, on_export: OnExport | None
 ) -> dict[str, Any]:
-    from training.baseline import train_baseline
+    from training.traditional import train_traditional
 
-    metrics = train_baseline(trial, corpus_root, export)
+    metrics = train_traditional(trial, corpus_root, export)  # dispatches on `trial.baseline`
     if on_export is not None and metrics.get("status") == "done":
         metrics["eval"] = on_export(export).to_json()
     return metrics
@@ -189,7 +190,7 @@ def run_any_trial(
     callbacks: list[Any] | None = None,
     on_export: OnExport | None = None,
 ) -> TrainingResult:
-    """Neural trials through Ray Train + DeepSpeed, the baseline as a Ray task."""
+    """Neural trials through Ray Train + DeepSpeed, the traditional baselines as Ray tasks."""
     if trial.kind == "baseline":
         return run_baseline_trial(trial, corpus_root, storage, on_export)
     return run_trial(

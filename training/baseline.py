@@ -24,7 +24,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -34,10 +34,26 @@ from training.config import TrialConfig, to_dict
 from training.data import Example, TrialData
 from training.model import monotonic_alignment
 
-__all__ = ["BaselineModel", "fit_baseline", "train_baseline"]
+__all__ = [
+    "BaselineModel",
+    "MelPredictor",
+    "fit_baseline",
+    "train_baseline",
+    "training_alignment",
+    "training_references",
+    "validation_loss",
+]
 
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
 POSITION_BINS = (2, 3, 5)
+
+
+class MelPredictor(Protocol):
+    """What the validation loss needs of a traditional model (ridge or concatenative)."""
+
+    def predict(
+        self, phonemes: np.ndarray, ref: np.ndarray, durations: np.ndarray | None = None
+    ) -> np.ndarray: ...
 
 
 @dataclass
@@ -250,7 +266,7 @@ def _solve(xtx: np.ndarray, xty: np.ndarray, alpha: float) -> np.ndarray:
 
 
 def _l1(
-    model: BaselineModel,
+    model: MelPredictor,
     examples: list[Example],
     durations: list[np.ndarray],
     refs: list[np.ndarray],
@@ -273,7 +289,9 @@ def _mean_durations(
     return np.where(counts > 0, sums / np.maximum(counts, 1), overall)
 
 
-def _training_references(data: TrialData, seed: int) -> list[np.ndarray]:
+def training_references(data: TrialData, seed: int) -> list[np.ndarray]:
+    """A reference clip for every training utterance (another of its speaker's, cropped),
+    seeded, as the fits and the flat-start alignment use them."""
     rng = np.random.default_rng([seed, 7])
     return [data.reference_for(i, rng) for i in range(len(data.train))]
 
@@ -298,14 +316,15 @@ def _viterbi_durations(
     return durations
 
 
-def _flat_start_durations(
+def _flat_start(
     examples: list[Example],
     phoneme_class: np.ndarray,
     refs: list[np.ndarray],
     iterations: int = 2,
     bins: int = 3,
-) -> list[np.ndarray]:
-    """Alignment without corpus timings: uniform segmentation, then refit-and-realign."""
+) -> tuple[list[np.ndarray], BaselineModel]:
+    """Alignment without corpus timings: uniform segmentation, then refit-and-realign.
+    Returns the durations and the templates that last aligned them."""
     durations = [
         np.diff(np.linspace(0, len(e.mel), len(e.phonemes) + 1).round().astype(np.int64))
         for e in examples
@@ -316,18 +335,27 @@ def _flat_start_durations(
             _solve(xtx, xty, 10.0), np.zeros(len(phoneme_class)), phoneme_class, bins, 10.0
         )
         durations = _viterbi_durations(model, examples, refs)
-    return durations
+    return durations, model
+
+
+def training_alignment(
+    data: TrialData, phoneme_class: np.ndarray, refs: list[np.ndarray]
+) -> tuple[list[np.ndarray], BaselineModel | None]:
+    """Frames per phoneme of every training utterance: the corpus timings when all have them,
+    else a flat start refined by Viterbi re-alignment (`refs`: each utterance's reference
+    clip). Also returns the templates of that last alignment (None with corpus timings), so
+    other utterances can be aligned the same way (`validation_loss`'s `aligner`)."""
+    if all(e.durations is not None for e in data.train):
+        return [e.durations for e in data.train], None
+    return _flat_start(data.train, phoneme_class, refs)
 
 
 def fit_baseline(data: TrialData, seed: int) -> tuple[BaselineModel, dict[str, Any]]:
     """Tune (bins, alpha) on training voices held out from the budget, then refit on all."""
     n_symbols = len(data.vocab)
     classes = phoneme_classes(data.vocab.symbols)
-    refs = _training_references(data, seed)
-    if all(e.durations is not None for e in data.train):
-        durations = [e.durations for e in data.train]
-    else:
-        durations = _flat_start_durations(data.train, classes, refs)
+    refs = training_references(data, seed)
+    durations, _ = training_alignment(data, classes, refs)
     speakers = sorted({e.speaker for e in data.train})
     tune_speakers = set(speakers[::5]) if len(speakers) > 1 else set()  # ~1 voice in 5
     fit_idx = [i for i, e in enumerate(data.train) if e.speaker not in tune_speakers]
@@ -376,17 +404,25 @@ def fit_baseline(data: TrialData, seed: int) -> tuple[BaselineModel, dict[str, A
     return model, info
 
 
-def validation_loss(model: BaselineModel, data: TrialData) -> float:
-    """Held-out L1 on log-mel with the corpus durations — the neural models' definition."""
+def validation_loss(
+    model: MelPredictor, data: TrialData, aligner: BaselineModel | None = None
+) -> float:
+    """Held-out L1 on log-mel with the corpus durations — the neural models' definition, and
+    every traditional method's (any `MelPredictor`). Without timings the held-out utterances
+    are aligned by `aligner`'s templates (default: `model`, which must then be ridge)."""
     if all(e.durations is not None for e in data.val):
         durations = [e.durations for e in data.val]
     else:  # real speech: align with the trained model, as the neural models do
-        durations = _viterbi_durations(model, data.val, data.val_refs)
+        templates = aligner if aligner is not None else model
+        if not isinstance(templates, BaselineModel):
+            raise TypeError("held-out utterances without timings need a ridge `aligner`")
+        durations = _viterbi_durations(templates, data.val, data.val_refs)
     return _l1(model, data.val, durations, data.val_refs)
 
 
 def train_baseline(trial: TrialConfig, corpus_root: str | Path, out_dir: Path) -> dict[str, Any]:
-    """Fit the baseline for `trial`'s budget, export it to `out_dir`, return final metrics."""
+    """Fit the ridge baseline for the trial's budget, export it to `out_dir`, return final
+    metrics (`training.traditional.train_traditional` picks the method)."""
     started = time.perf_counter()
     data = TrialData.load(trial, corpus_root)
     model, info = fit_baseline(data, trial.seed)
@@ -405,4 +441,6 @@ def train_baseline(trial: TrialConfig, corpus_root: str | Path, out_dir: Path) -
         "train_seconds": time.perf_counter() - started,
         "data_utterances": len(data.train),
         "data_hours": data.hours,
+        "protocol": "fit",  # closed form: no iterations, nothing to converge
+        "train_speakers": data.train_speakers,
     }

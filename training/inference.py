@@ -61,10 +61,7 @@ class Synthesizer:
         cache_dir = cache_dir or export_dir.parent / "judges"
         vocoder = vocoder or vocoder_for(trial.data.features, cfg or trial.eval, cache_dir)
         if config["kind"] == "baseline":
-            from training.baseline import BaselineModel
-
-            baseline = BaselineModel.load(export_dir)
-            return cls(trial, vocab, baseline.predict, vocoder)
+            return cls(trial, vocab, _load_baseline(export_dir, trial).predict, vocoder)
         model = load_neural(
             export_dir,
             trial.model,
@@ -124,6 +121,17 @@ def _export_config(export_dir: Path) -> dict:
 
 def _export_trial(export_dir: Path, config: dict) -> TrialConfig:
     return from_dict(TrialConfig, config["trial"], source=str(export_dir))
+
+
+def _load_baseline(export_dir: Path, trial: TrialConfig):
+    """The traditional model of the trial's method (`TrialConfig.baseline`)."""
+    if trial.baseline == "concatenative":
+        from training.concatenative import ConcatenativeModel
+
+        return ConcatenativeModel.load(export_dir)
+    from training.baseline import BaselineModel
+
+    return BaselineModel.load(export_dir)
 
 
 def load_neural(
