@@ -36,6 +36,10 @@ class TrainSummary:
     stop_reason: str | None = None
     divergence: Divergence | None = None
     resumed_from: tuple[int, ...] | None = None
+    protocol: str | None = None
+    epochs: float | None = None
+    dev_loss: float | None = None
+    train_speakers: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -112,6 +116,10 @@ class TrialOutcome:
             data_utterances=train.data_utterances,
             seed=trial.seed,
             steps=train.steps,
+            protocol=train.protocol,
+            epochs=train.epochs,
+            dev_loss=train.dev_loss,
+            train_speakers=train.train_speakers,
             train_flops=train.train_flops,
             val_loss=train.val_loss,
             sim=evaluation.sim if evaluation else None,
@@ -130,6 +138,7 @@ class TrialOutcome:
             resumed_from=train.resumed_from,
             failed_utterances=evaluation.failed_utterances if evaluation else None,
             eval_val_loss=evaluation.val_loss if evaluation else None,
+            eval_val_loss_ci=evaluation.val_loss_ci if evaluation else None,
             ceilings=Ceilings.from_scores(evaluation.ceilings)
             if evaluation and evaluation.ceilings
             else None,

@@ -3,8 +3,9 @@
 One `ResultRow` per trial is the sweep's unit of truth (`results.jsonl`); fits, the report,
 promotion and MLflow's final metrics all read it. Rows are built from the trial's outcome
 (`store.outcome`) in one place, and serialised only at the file and MLflow boundaries:
-`to_json()` writes the same keys, in the same order, as every results.jsonl before it, and
-`from_json()` refuses a row it does not understand, naming the field.
+`to_json()` writes the same keys, in the same order, as every results.jsonl before it (plus
+fields added since, such as `eval_val_loss_ci`: rows written before them still load, with
+None), and `from_json()` refuses a row it does not understand, naming the field.
 """
 
 from __future__ import annotations
@@ -145,10 +146,24 @@ class ResultRow:
     """Steps of the checkpoints training restarted from after a failure (empty if none)."""
     failed_utterances: int | None = None
     eval_val_loss: float | None = None
+    """Evaluation's teacher-forced L1 on the held-out voices' cloned sentences (`val_loss`
+    is training's validation loss: other sentences, so another number)."""
+    eval_val_loss_ci: tuple[float, float] | None = None
+    """Its 95 % interval, speaker-clustered like `sim_ci` and `wer_ci` (absent from rows
+    written before it: None)."""
     ceilings: Ceilings | None = None
     wall_seconds: float | None = None
     gpu_hours: float | None = None
     """GPUs the trial held × its wall time, in hours (0 on CPUs): what a cluster bills."""
+    protocol: str | None = None
+    """How long it trained: steps, converged, compute (`training.protocol`), or fit for a
+    closed-form traditional baseline."""
+    epochs: float | None = None
+    """Passes over the budget that training made."""
+    dev_loss: float | None = None
+    """converged: the dev voices' loss of the checkpoint handed in (its stopping criterion)."""
+    train_speakers: int | None = None
+    """Distinct voices in the training budget."""
     finished_at: float | None = None
     error: str | None = None
 
@@ -192,7 +207,7 @@ class ResultRow:
             raise RowError(f"unknown field(s) {unknown}; a row has {sorted(known)}")
         values = dict(data)
         try:
-            for key in ("sim_ci", "wer_ci", "resumed_from"):
+            for key in ("sim_ci", "wer_ci", "eval_val_loss_ci", "resumed_from"):
                 if values.get(key) is not None:
                     values[key] = tuple(values[key])
             if values.get("divergence") is not None:
@@ -221,8 +236,15 @@ class ResultRow:
             "gpu_hours": self.gpu_hours,
             "failed_utterances": self.failed_utterances,
             "eval_val_loss": self.eval_val_loss,
+            "epochs": self.epochs,
+            "dev_loss": self.dev_loss,
+            "train_speakers": self.train_speakers,
         }
-        for key, interval in (("sim_ci", self.sim_ci), ("wer_ci", self.wer_ci)):
+        for key, interval in (
+            ("sim_ci", self.sim_ci),
+            ("wer_ci", self.wer_ci),
+            ("eval_val_loss_ci", self.eval_val_loss_ci),
+        ):
             if interval:
                 final[f"{key}_low"], final[f"{key}_high"] = interval
         divergence = self.divergence

@@ -32,7 +32,7 @@ def test_corpus_build_prints_the_card_then_hits_the_cache(tmp_path):
     out = tmp_path / "corpus"
     first = voicescale("corpus", "build", "--preset", "smoke", "--out", str(out), "--quiet")
     assert first.returncode == 0, first.stderr
-    assert "built 416 utterances" in first.stdout
+    assert "built 440 utterances" in first.stdout
     assert "train" in first.stdout and "budgets" in first.stdout and "espeak-ng" in first.stdout
     assert "features" in first.stdout
     second = voicescale("corpus", "build", "--preset", "smoke", "--out", str(out), "--quiet")

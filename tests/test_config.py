@@ -14,6 +14,7 @@ from training.config import (
     ModelConfig,
     RealCorpusConfig,
     SweepConfig,
+    SweepGrid,
     SyntheticCorpusConfig,
     TrialConfig,
     config_hash,
@@ -21,6 +22,7 @@ from training.config import (
     load_config,
     replace,
     repo_configs_dir,
+    to_dict,
     with_overrides,
 )
 
@@ -62,6 +64,69 @@ def test_trial_names_are_deterministic_and_readable():
     assert [t.name for t in a] == [t.name for t in b]
     assert a[0].name == "baseline-u256-seed0"
     assert a[1].name == "s-u256-seed0"
+
+
+def test_the_baselines_axis_adds_a_concat_family_and_keeps_ridge_as_it_was():
+    sweep = from_dict(
+        SweepConfig,
+        {
+            "name": "b",
+            "grid": {
+                "model_sizes": ["s"],
+                "data_budgets": [{"utterances": 64}],
+                "baselines": ["ridge", "concatenative"],
+            },
+            "resources_by_size": {"baseline": {"cpus_per_worker": 2.0}},
+        },
+    )
+    trials = sweep.trials()
+    assert [t.name for t in trials] == ["baseline-u64-seed0", "concat-u64-seed0", "s-u64-seed0"]
+    assert [t.baseline for t in trials[:2]] == ["ridge", "concatenative"]
+    assert {t.kind for t in trials[:2]} == {"baseline"}
+    # The two methods share the baseline's resources unless "concat" has its own.
+    assert [t.resources.cpus_per_worker for t in trials] == [2.0, 2.0, 1.0]
+    # Ridge at its default is written as before (no `baseline` key: same config_hash); the
+    # concatenative trial round-trips with its method.
+    assert "baseline" not in trials[0].to_dict()
+    assert trials[1].to_dict()["baseline"] == "concatenative"
+    for trial in trials:
+        data = json.loads(json.dumps(trial.to_dict()))
+        assert TrialConfig.from_dict(data) == trial
+    assert "baselines" not in to_dict(SweepConfig(name="b").grid)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        (
+            "name: x\ngrid: {baselines: [ridge, unit]}\n",
+            "grid.baselines.1: Input should be 'ridge' or 'concatenative'",
+        ),
+        (
+            "name: x\ngrid: {baselines: [ridge, ridge]}\n",
+            "grid.baselines: has repeated entries: ['ridge', 'ridge']",
+        ),
+        ("name: x\ngrid: {baselines: []}\n", "grid.baselines: is empty while baseline is true"),
+    ],
+)
+def test_bad_baselines_name_the_key(tmp_path, yaml_text, expected):
+    path = write(tmp_path, yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_config(SweepConfig, path)
+    assert str(err.value).startswith(f"{path}: {expected}"), str(err.value)
+
+
+def test_a_baseline_method_needs_kind_baseline(tmp_path):
+    path = write(tmp_path, "baseline: concatenative\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(TrialConfig, path)
+    assert str(err.value).startswith(f"{path}: baseline: 'concatenative' is a traditional method")
+    with pytest.raises(ConfigError, match=r"baseline: Input should be 'ridge' or 'concatenative'"):
+        load_config(TrialConfig, write(tmp_path, "kind: baseline\nbaseline: svm\n"))
+    concat = load_config(TrialConfig, write(tmp_path, "kind: baseline\nbaseline: concatenative\n"))
+    assert concat.family == "concat" and concat.name == "concat-u1024-seed0"
+    no_baseline = SweepConfig(name="x", grid=SweepGrid(baseline=False, baselines=()))
+    assert {t.kind for t in no_baseline.trials()} == {"neural"}
 
 
 def test_hours_budget_label():
@@ -184,7 +249,10 @@ def test_configs_are_frozen():
 
 # Results rows carry config_hash; a change here orphans every runs/ directory of these sweeps.
 # Last changed on purpose: EvalConfig's judge/vocoder/cache fields and DeepSpeedConfig's
-# zero3_param_persistence_threshold (the real-path issue).
+# zero3_param_persistence_threshold (the real-path issue). The concat-* trials were added with
+# the concatenative baseline; `TrialConfig.baseline` left every earlier hash as it was. The
+# default sweep's grid and protocol changed on purpose (issue 14: converged protocol, seven
+# budgets, two seeds, two baselines); the protocol fields left every other hash as it was.
 PINNED_HASHES = {
     "smoke": {
         "baseline-u64-seed0": "2462b263e42b",
@@ -195,22 +263,76 @@ PINNED_HASHES = {
         "s-u256-seed0": "5dd96cbe815a",
     },
     "default": {
-        "baseline-u64-seed0": "dab7269a04f5",
-        "s-u64-seed0": "d11a5c9a4bcf",
-        "m-u64-seed0": "12788f59c59d",
-        "l-u64-seed0": "50e5c1971a92",
-        "baseline-u256-seed0": "69b098c407ba",
-        "s-u256-seed0": "30f85d653082",
-        "m-u256-seed0": "9fa56d3ee87b",
-        "l-u256-seed0": "96ad5d2d0c10",
-        "baseline-u1024-seed0": "54404e4fbedc",
-        "s-u1024-seed0": "a99b15d0a764",
-        "m-u1024-seed0": "be458405b13a",
-        "l-u1024-seed0": "207b9ec06718",
-        "baseline-u4096-seed0": "2a930ef631a5",
-        "s-u4096-seed0": "0c522265e641",
-        "m-u4096-seed0": "15f932893678",
-        "l-u4096-seed0": "514f4268c769",
+        "baseline-u32-seed0": "fe6c0a59a378",
+        "concat-u32-seed0": "24c7dce23a99",
+        "s-u32-seed0": "3a8451b4413c",
+        "m-u32-seed0": "163a68b6f62e",
+        "l-u32-seed0": "cb9baa92e4e0",
+        "baseline-u32-seed1": "9b22e45fdd61",
+        "concat-u32-seed1": "0623b2e7c3cc",
+        "s-u32-seed1": "763e6aee4b62",
+        "m-u32-seed1": "c9a4fe6cee55",
+        "l-u32-seed1": "625edcb09505",
+        "baseline-u64-seed0": "ef09f848c7d6",
+        "concat-u64-seed0": "7c9d5609c326",
+        "s-u64-seed0": "0d5efbe3278d",
+        "m-u64-seed0": "daac355413d0",
+        "l-u64-seed0": "fb8b2b2b83d5",
+        "baseline-u64-seed1": "7d6aeb2dd634",
+        "concat-u64-seed1": "6e60e251f750",
+        "s-u64-seed1": "4a928f7af46f",
+        "m-u64-seed1": "7da3b6aa83a8",
+        "l-u64-seed1": "a1a8b605e405",
+        "baseline-u128-seed0": "ba2493553036",
+        "concat-u128-seed0": "c4d98995152a",
+        "s-u128-seed0": "60049666e5fa",
+        "m-u128-seed0": "abe4d4eab1cc",
+        "l-u128-seed0": "0143e46924c2",
+        "baseline-u128-seed1": "18155b659e0c",
+        "concat-u128-seed1": "a98afaec44f0",
+        "s-u128-seed1": "00ba18ad5d6c",
+        "m-u128-seed1": "9d64550699b9",
+        "l-u128-seed1": "860d4955a5da",
+        "baseline-u256-seed0": "3d1ef126ab20",
+        "concat-u256-seed0": "202254f01694",
+        "s-u256-seed0": "4ffd47d25b89",
+        "m-u256-seed0": "b509047a809b",
+        "l-u256-seed0": "bc9fb8f460a9",
+        "baseline-u256-seed1": "dc0c2898a3b5",
+        "concat-u256-seed1": "47167c3ea729",
+        "s-u256-seed1": "9f7a566a1c0a",
+        "m-u256-seed1": "1ac058894953",
+        "l-u256-seed1": "99af6b84becf",
+        "baseline-u512-seed0": "4e9c48c8de02",
+        "concat-u512-seed0": "d78d20dd7da3",
+        "s-u512-seed0": "09d86a7f257d",
+        "m-u512-seed0": "8a5ca10887c4",
+        "l-u512-seed0": "761299677c41",
+        "baseline-u512-seed1": "5da601ca74cb",
+        "concat-u512-seed1": "b411b20a490d",
+        "s-u512-seed1": "dc565f169de0",
+        "m-u512-seed1": "38dae906f802",
+        "l-u512-seed1": "89cfdf753770",
+        "baseline-u1024-seed0": "effe0a6f32ec",
+        "concat-u1024-seed0": "1bbb89a5c84a",
+        "s-u1024-seed0": "fbf2826de725",
+        "m-u1024-seed0": "3e8334e81340",
+        "l-u1024-seed0": "10058c051d54",
+        "baseline-u1024-seed1": "4c545658e8d3",
+        "concat-u1024-seed1": "56bfcc2b804d",
+        "s-u1024-seed1": "690cb5d8c476",
+        "m-u1024-seed1": "f364651b05d9",
+        "l-u1024-seed1": "0796b4dab0d9",
+        "baseline-u2048-seed0": "e3e97e4970ee",
+        "concat-u2048-seed0": "d510e9e4b4b0",
+        "s-u2048-seed0": "c98ec6e3bb98",
+        "m-u2048-seed0": "23fc835e3c77",
+        "l-u2048-seed0": "60524f8d4f81",
+        "baseline-u2048-seed1": "c945f8cf8a1d",
+        "concat-u2048-seed1": "ff285b2bc482",
+        "s-u2048-seed1": "1b96187cfaeb",
+        "m-u2048-seed1": "a0e48f2ecae6",
+        "l-u2048-seed1": "be2df82de697",
     },
 }
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from training.config_corpus import RealCorpusConfig, SyntheticCorpusConfig
 from training.config_eval import EvalConfig
@@ -37,8 +37,10 @@ from training.config_io import (
     to_dict,
     with_overrides,
 )
+from training.config_model import MODEL_LADDER, ModelConfig
 
 __all__ = [
+    "BASELINE_FAMILIES",
     "MODEL_LADDER",
     "ConfigError",
     "CorpusRef",
@@ -144,82 +146,6 @@ class DataConfig:
 # Model, optimisation, engine
 
 
-def _rung(width: int, depth: int) -> dict[str, int]:
-    """A ladder rung: the speaker encoder grows with the model at half its width."""
-    return {"width": width, "depth": depth, "speaker_channels": max(8, width // 2 // 4 * 4)}
-
-
-# One dial: width, with depth growing slowly. xs-l is the CPU ladder (~100x in parameters,
-# l at ~0.4 s per batch-16 step on one core); xl and up are for GPUs (xxl > 100 M parameters).
-_RUNGS: dict[str, dict[str, int]] = {
-    "xs": _rung(16, 2),
-    "s": _rung(32, 2),
-    "m": _rung(96, 3),
-    "l": _rung(192, 4),
-    "xl": _rung(512, 6),
-    "xxl": _rung(1024, 12),
-    "xxxl": _rung(1536, 16),
-}
-_SHORT = {"width": "w", "depth": "d", "speaker_channels": "c"}
-
-
-@frozen_config
-class ModelConfig:
-    """One point on the model-size dial: `size` names a rung of `MODEL_LADDER`.
-
-    The rule: width, depth and speaker_channels left out (or null) take the rung's values. One
-    given as well overrides that value only — the others still come from the rung — and, if it
-    differs from the rung, is an *override*: listed by `overrides`, written into the trial's
-    name (`xs_w32-u64-seed0`, never mistaken for plain xs) and, being in the config, into its
-    `config_hash`. A size not on the ladder must give all three. `with_overrides` and `replace`
-    derive the rung's values afresh, so `--set model.size=m` gives m's width."""
-
-    size: Annotated[str, Field(pattern=r"^[a-z0-9]+$")] = "s"
-    width: Positive | None = None
-    """Channels of the phoneme encoder and mel decoder."""
-    depth: Positive | None = None
-    """Residual blocks in each of the encoder and decoder."""
-    speaker_channels: Annotated[int, Field(ge=8, multiple_of=4)] | None = None
-    """Channels of the ECAPA-TDNN speaker encoder (ladder: half the width, at least 8)."""
-    kernel_size: Annotated[int, Field(ge=1)] = 5
-    dropout: Fraction = 0.1
-
-    def __post_init__(self) -> None:
-        rung = _RUNGS.get(self.size)
-        if rung is None:
-            missing = [key for key in _SHORT if getattr(self, key) is None]
-            if missing:
-                raise RuleError(
-                    missing[0],
-                    f"required: size {self.size!r} is not on the ladder ({', '.join(_RUNGS)}), "
-                    f"so it needs {', '.join(_SHORT)} (missing: {', '.join(missing)})",
-                )
-            return
-        for key, value in rung.items():
-            if getattr(self, key) is None:
-                object.__setattr__(self, key, value)  # frozen: resolved once, here
-
-    @property
-    def overrides(self) -> dict[str, int]:
-        """The values that differ from the rung of `size` (empty for a plain rung)."""
-        rung = _RUNGS.get(self.size, {})
-        return {k: getattr(self, k) for k, v in rung.items() if getattr(self, k) != v}
-
-    @property
-    def label(self) -> str:
-        """`size`, plus the overrides if any: `xs`, `xs_w32`, `m_w128d4`."""
-        tail = "".join(f"{_SHORT[k]}{v}" for k, v in self.overrides.items())
-        return f"{self.size}_{tail}" if tail else self.size
-
-    def _derived_fields(self) -> tuple[str, ...]:
-        """The fields that hold the rung's values (re-derived when `size` changes)."""
-        rung = _RUNGS.get(self.size, {})
-        return tuple(k for k, v in rung.items() if getattr(self, k) == v)
-
-
-MODEL_LADDER: dict[str, ModelConfig] = {size: ModelConfig(size=size) for size in _RUNGS}
-
-
 @frozen_config
 class OptimConfig:
     """torch AdamW with linear warmup and cosine decay."""
@@ -235,10 +161,27 @@ class OptimConfig:
     grad_clip: PositiveFloat = 1.0
 
 
+Protocol = Literal["steps", "converged", "compute"]
+
+_PROTOCOL_DEFAULTS: dict[str, Any] = {"protocol": "steps", "max_epochs": 30.0, "samples_seen": None}
+
+
 @frozen_config
 class TrainingConfig:
     """How long and how a trial trains."""
 
+    protocol: Protocol = "steps"
+    """What "training on D utterances" means.
+    steps: `steps`, or the step rule below — more data then also means more updates, so the
+    data axis carries compute with it. converged: train until the dev voices' loss has not
+    improved for `early_stop_patience` evaluations (evaluated at least once per epoch), capped
+    at `max_epochs`; the best checkpoint is exported and judged — the x-axis is the amount of
+    data. compute: a fixed number of utterances seen (`samples_seen`) whatever the budget, as
+    in Chinchilla's fixed-tokens runs (small budgets repeat, large ones are not seen whole)."""
+    max_epochs: PositiveFloat = 30.0
+    """converged: the most passes over the budget before training stops anyway."""
+    samples_seen: Positive | None = None
+    """compute: utterances seen in training (steps = ceil(samples_seen / batch_size))."""
     steps: Positive | None = None
     """Fixed number of optimiser steps; None derives it from the budget (see below)."""
     steps_per_sqrt_utterance: PositiveFloat = 12.0
@@ -252,6 +195,30 @@ class TrainingConfig:
     """Optimiser steps between checkpoints (every validation also checkpoints)."""
     inject_failure_at_step: NonNegative | None = None
     """Testing: raise once at this step, to exercise Ray's restart-and-resume path."""
+
+    def __post_init__(self) -> None:
+        if self.protocol == "converged" and not self.early_stop_patience:
+            raise RuleError(
+                "early_stop_patience",
+                "must be >= 1 under protocol: converged (evaluations without improvement on "
+                "the dev voices before stopping)",
+            )
+        if self.protocol == "compute" and self.samples_seen is None:
+            raise RuleError("samples_seen", "required under protocol: compute")
+        if self.protocol != "steps" and self.steps is not None:
+            raise RuleError(
+                "steps", f"fixes the step count: leave it out under protocol: {self.protocol}"
+            )
+
+    @model_serializer(mode="wrap")
+    def _canonical(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The plain dict, less the protocol fields while they hold their defaults: trials
+        written before they existed keep their `config_hash` (rows and golden files pin it)."""
+        data = handler(self)
+        for key, default in _PROTOCOL_DEFAULTS.items():
+            if data.get(key) == default:
+                del data[key]
+        return data
 
 
 @frozen_config
@@ -316,11 +283,22 @@ class TrialTemplate:
     resources: ResourcesConfig = ResourcesConfig()
 
 
+BaselineMethod = Literal["ridge", "concatenative"]
+"""The traditional (non-neural) methods: `training.baseline` (phoneme-in-context templates +
+ridge regression) and `training.concatenative` (unit selection from training voices)."""
+
+BASELINE_FAMILIES: dict[str, str] = {"ridge": "baseline", "concatenative": "concat"}
+"""Each traditional method's family in trial names, results rows and plots. Ridge keeps the
+name it always had ("baseline"), so earlier trial names, rows and golden files stay valid."""
+
+
 @frozen_config
 class TrialConfig:
     """One point of the grid: a model (or the baseline) trained on one data budget with one seed."""
 
     kind: Literal["neural", "baseline"] = "neural"
+    baseline: BaselineMethod = "ridge"
+    """Which traditional method a `kind: baseline` trial fits (see `BaselineMethod`)."""
     model: ModelConfig = ModelConfig()
     """Ignored by the baseline (kept so every trial has the same shape)."""
     data: DataConfig = DataConfig()
@@ -334,12 +312,29 @@ class TrialConfig:
     def __post_init__(self) -> None:
         if self.kind == "neural":  # the baseline runs no DeepSpeed
             _check_engine(self.training, self.deepspeed, self.resources)
+            if self.baseline != "ridge":
+                raise RuleError(
+                    "baseline",
+                    f"{self.baseline!r} is a traditional method: it needs kind: baseline "
+                    "(a neural trial leaves `baseline` out)",
+                )
+
+    @model_serializer(mode="wrap")
+    def _canonical(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The plain dict, less `baseline` while it holds its default: every trial written
+        before the field existed keeps its dict and so its `config_hash` (results rows and
+        golden files pin them); `from_dict` restores the default."""
+        data = handler(self)
+        if data.get("baseline") == "ridge":
+            del data["baseline"]
+        return data
 
     @property
     def family(self) -> str:
-        """The model family of results and plots: `baseline`, or the model's size label
-        (`xs`, or `xs_w32` for an xs with another width: see `ModelConfig`)."""
-        return self.model.label if self.kind == "neural" else "baseline"
+        """The model family of results and plots: the model's size label (`xs`, or `xs_w32`
+        for an xs with another width: see `ModelConfig`), or the traditional method's family
+        (`baseline` for ridge, `concat` for unit selection: see `BASELINE_FAMILIES`)."""
+        return self.model.label if self.kind == "neural" else BASELINE_FAMILIES[self.baseline]
 
     @property
     def name(self) -> str:
@@ -373,7 +368,9 @@ class SweepGrid:
     )
     seeds: tuple[NonNegative, ...] = (0,)
     baseline: bool = True
-    """Also train the traditional baseline at every budget and seed."""
+    """Also train the traditional baselines (`baselines`) at every budget and seed."""
+    baselines: tuple[BaselineMethod, ...] = ("ridge",)
+    """Which traditional methods `baseline` trains, in this order at each grid point."""
 
     def __post_init__(self) -> None:
         for axis in ("model_sizes", "data_budgets", "seeds"):
@@ -382,6 +379,23 @@ class SweepGrid:
                 raise ValueError(f"{axis} is empty: the grid needs at least one value per axis")
             if len(set(values)) != len(values):
                 raise ValueError(f"{axis} has repeated entries: {list(values)}")
+        if len(set(self.baselines)) != len(self.baselines):
+            raise RuleError("baselines", f"has repeated entries: {list(self.baselines)}")
+        if self.baseline and not self.baselines:
+            raise RuleError(
+                "baselines",
+                "is empty while baseline is true: name a method (ridge, concatenative), or "
+                "set baseline: false",
+            )
+
+    @model_serializer(mode="wrap")
+    def _canonical(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The plain dict, less `baselines` at its default (a sweep written before the field
+        existed keeps its `config_hash`)."""
+        data = handler(self)
+        if data.get("baselines") == ["ridge"]:
+            del data["baselines"]
+        return data
 
 
 @frozen_config
@@ -415,13 +429,13 @@ class SweepConfig:
             raise RuleError(
                 "grid.model_sizes", f"unknown size(s) {unknown}; known: {sorted(self.sizes)}"
             )
-        families = set(self.grid.model_sizes) | {"baseline"}
+        families = set(self.grid.model_sizes) | set(BASELINE_FAMILIES.values())
         by_size = self.resources_by_size or {}
         stray = sorted(set(by_size) - families)
         if stray:
             raise RuleError(
                 "resources_by_size",
-                f"{stray} not in grid.model_sizes (or 'baseline'): {sorted(families)}",
+                f"{stray} not in grid.model_sizes (or 'baseline', 'concat'): {sorted(families)}",
             )
         t = self.trial
         for size in self.grid.model_sizes:
@@ -447,12 +461,7 @@ class SweepConfig:
         for d in data:
             for seed in self.grid.seeds:
                 if self.grid.baseline:
-                    resources = by_size.get("baseline", t.resources)
-                    trials.append(
-                        TrialConfig(
-                            kind="baseline", data=d, seed=seed, resources=resources, **common
-                        )
-                    )
+                    trials.extend(self._baseline_trials(d, seed, common))
                 for size in self.grid.model_sizes:
                     resources = by_size.get(size, t.resources)
                     trials.append(
@@ -466,3 +475,23 @@ class SweepConfig:
                         )
                     )
         return trials
+
+    def _baseline_trials(
+        self, data: DataConfig, seed: int, common: dict[str, Any]
+    ) -> list[TrialConfig]:
+        """One trial per traditional method at this grid point. Resources: the family's entry
+        in `resources_by_size`, else the "baseline" entry (the methods share one kind of
+        task), else the template's."""
+        by_size = self.resources_by_size or {}
+        fallback = by_size.get("baseline", self.trial.resources)
+        return [
+            TrialConfig(
+                kind="baseline",
+                baseline=method,
+                data=data,
+                seed=seed,
+                resources=by_size.get(BASELINE_FAMILIES[method], fallback),
+                **common,
+            )
+            for method in self.grid.baselines
+        ]

@@ -25,6 +25,10 @@ class SyntheticCorpusConfig:
     """Distinct training voices (from the curated roster in `training.corpus.speakers`)."""
     heldout_speakers: Annotated[int, Field(ge=2)] = 8
     """Voices never seen in training; cloning quality is measured on them."""
+    dev_speakers: NonNegative = 0
+    """Voices held out from training and from evaluation: the `converged` protocol stops on
+    their loss. Held-out, dev and training voices never share an eSpeak variant family."""
+    dev_utterances_per_speaker: Annotated[int, Field(ge=3)] = 12
     train_utterances: Positive = 8192
     """Size of the training pool; every data budget is a prefix of it."""
     heldout_utterances_per_speaker: Annotated[int, Field(ge=3)] = 24
@@ -62,6 +66,9 @@ class RealCorpusConfig:
     heldout_fraction: Fraction = 0.1
     """Share of speakers held out for evaluation (at least `min_heldout_speakers`)."""
     min_heldout_speakers: Positive = 2
+    dev_speakers: NonNegative = 0
+    """Speakers held out from training and from evaluation (for the `converged` protocol's
+    stopping rule), cut after the held-out ones."""
     sample_rate: Positive = 16000
     min_source_sample_rate: Positive = 16000
     """Audio below this rate is skipped rather than upsampled."""

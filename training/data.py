@@ -156,12 +156,17 @@ class TrialData:
         n_mels: int,
         ref_frames: int,
         hours: float = 0.0,
+        dev: list[Example] | None = None,
+        dev_refs: list[np.ndarray] | None = None,
     ) -> None:
         self.train, self.val, self.val_refs = train, val, val_refs
+        self.dev, self.dev_refs = dev or [], dev_refs or []
+        """Dev voices (neither trained on nor evaluated): what the `converged` protocol stops
+        on. Empty when the corpus has no dev split."""
         self.vocab, self.n_mels, self.ref_frames = vocab, n_mels, ref_frames
         self.hours = hours
         """Audio in the training budget (from the manifest's durations)."""
-        self.has_durations = all(e.durations is not None for e in train + val)
+        self.has_durations = all(e.durations is not None for e in train + val + self.dev)
         """Phoneme timings known for every utterance (else the model learns an alignment)."""
         self.lengths = np.array([len(e.mel) for e in train])
         self._by_speaker: dict[str, list[int]] = {}
@@ -187,14 +192,27 @@ class TrialData:
             trial.data.features.sample_rate,
             trial.data.features.hop_length,
         )
-        val, val_refs = [], []
-        for prompt, targets in heldout_roles(corpus.heldout).values():
-            ref = np.array(store.mel(index[prompt.id])[:ref_frames])
-            for u in targets[:val_per_speaker]:
-                val.append(example(u))
-                val_refs.append(ref)
+
+        def cloned(voices: list[Utterance]) -> tuple[list[Example], list[np.ndarray]]:
+            """Each voice's targets, with its prompt's opening as the reference."""
+            examples, refs = [], []
+            for prompt, targets in heldout_roles(voices).values():
+                ref = np.array(store.mel(index[prompt.id])[:ref_frames])
+                for u in targets[:val_per_speaker]:
+                    examples.append(example(u))
+                    refs.append(ref)
+            return examples, refs
+
+        val, val_refs = cloned(corpus.heldout)
+        dev, dev_refs = cloned(corpus.dev)
         hours = sum(u.duration_s for u in budget) / 3600
-        return cls(train, val, val_refs, vocab, trial.data.features.n_mels, ref_frames, hours)
+        n_mels = trial.data.features.n_mels
+        return cls(train, val, val_refs, vocab, n_mels, ref_frames, hours, dev, dev_refs)
+
+    @property
+    def train_speakers(self) -> int:
+        """Distinct voices in the training budget."""
+        return len(self._by_speaker)
 
     def reference_for(self, i: int, rng: np.random.Generator) -> np.ndarray:
         """A random crop of another utterance by the same speaker as training example `i`."""
@@ -226,13 +244,17 @@ class TrialData:
             [self.train[i] for i in indices], [self.reference_for(i, rng) for i in indices]
         )
 
-    def val_batches(self, batch_size: int, shard: int = 0, shards: int = 1) -> list[Batch]:
-        """Validation in fixed batches; `shard` of `shards` for data-parallel evaluation."""
-        mine = list(range(shard, len(self.val), shards))
+    def val_batches(
+        self, batch_size: int, shard: int = 0, shards: int = 1, *, split: str = "heldout"
+    ) -> list[Batch]:
+        """Validation in fixed batches; `shard` of `shards` for data-parallel evaluation.
+        `split`: "heldout" (the evaluated voices) or "dev"."""
+        examples, refs = (self.dev, self.dev_refs) if split == "dev" else (self.val, self.val_refs)
+        mine = list(range(shard, len(examples), shards))
         return [
             collate(
-                [self.val[i] for i in mine[s : s + batch_size]],
-                [self.val_refs[i] for i in mine[s : s + batch_size]],
+                [examples[i] for i in mine[s : s + batch_size]],
+                [refs[i] for i in mine[s : s + batch_size]],
             )
             for s in range(0, len(mine), batch_size)
         ]

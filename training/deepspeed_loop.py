@@ -16,24 +16,30 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from training.checkpoint_digest import verify_manifests, write_manifest
 from training.config import TrialConfig
 from training.data import TrialData, batch_indices
 from training.distributed import import_deepspeed, mean_across_ranks
+from training.loop_checkpoints import (
+    FINAL_METRICS,
+    OnExport,
+    TrainerState,
+    report_checkpoint,
+    report_finished_export,
+    restore,
+)
 from training.losses import batch_loss, validation_loss
 from training.model import VoiceCloner, count_parameters, train_flops_per_step
+from training.protocol import epochs_seen, eval_interval, stop_reason_at_cap, total_steps
 from training.weights import export_model, full_weights, parameter_digests, sync_buffers
 
 __all__ = [
@@ -43,30 +49,6 @@ __all__ = [
     "total_steps",
     "train_loop",
 ]
-
-STATE_FILE = "trainer_state.json"
-FINAL_METRICS = "final_metrics.json"
-
-
-class Judgement(Protocol):
-    """What judging an export returns (`eval.result.EvalResult` or `EvalFailure`)."""
-
-    def to_json(self) -> dict[str, Any]: ...
-
-
-OnExport = Callable[[Path], Judgement]
-"""Called on rank 0 with the export directory; returns its judgement."""
-
-
-def total_steps(trial: TrialConfig, n_train: int) -> int:
-    """The step budget: `training.steps`, else round(steps_per_sqrt_utterance · √utterances).
-
-    Sub-linear in data, as in the probe that set the defaults: small budgets get enough
-    passes to fit, large ones are not starved of updates.
-    """
-    if trial.training.steps is not None:
-        return trial.training.steps
-    return max(1, round(trial.training.steps_per_sqrt_utterance * math.sqrt(n_train)))
 
 
 def lr_lambda(warmup: int, total: int):
@@ -118,32 +100,6 @@ def deepspeed_config(trial: TrialConfig, world_size: int, cuda: bool) -> dict[st
     return config
 
 
-@dataclass
-class TrainerState:
-    """Everything besides DeepSpeed's own checkpoint that a resumed trial needs."""
-
-    step: int = 0
-    best_val_loss: float = math.inf
-    last_val_loss: float = math.inf
-    evals_without_improvement: int = 0
-    train_seconds: float = 0.0
-    flops: float = 0.0
-    first_train_loss: float = math.nan
-    last_train_loss: float = math.nan
-    """The last finite training loss (a diverged step does not overwrite it)."""
-    divergence: str | None = None
-    """Why training stopped as diverged, e.g. "non-finite train_loss (inf) at step 2"."""
-    resumed_from: list[int] = field(default_factory=list)
-    """The step of each checkpoint this trial was restarted from (after a lost worker/node)."""
-
-    def save(self, directory: Path) -> None:
-        (directory / STATE_FILE).write_text(json.dumps(vars(self)))
-
-    @classmethod
-    def load(cls, directory: Path) -> TrainerState:
-        return cls(**json.loads((directory / STATE_FILE).read_text()))
-
-
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -177,10 +133,20 @@ class TrialRun:
     device: torch.device
     timing: dict[str, Any]
     """Where this attempt's time goes (for the benchmark; not carried across restarts)."""
+    best_weights: dict[str, torch.Tensor] | None = None
+    """`converged`: the weights at `state.best_step` (what the trial exports)."""
 
     @property
     def trial(self) -> TrialConfig:
         return self.loop.trial
+
+    @property
+    def converged_protocol(self) -> bool:
+        return self.trial.training.protocol == "converged"
+
+    @property
+    def eval_every(self) -> int:
+        return eval_interval(self.trial, len(self.data.train))
 
 
 def train_loop(train_loop_config: dict[str, LoopConfig]) -> None:
@@ -191,22 +157,27 @@ def train_loop(train_loop_config: dict[str, LoopConfig]) -> None:
     trial = loop.trial
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
-    if _report_finished_export(rank, loop.on_export):
+    if report_finished_export(rank, loop.on_export):
         return
     torch.manual_seed(trial.seed)
     started = time.perf_counter()
     data = TrialData.load(trial, loop.corpus_root)
+    if trial.training.protocol == "converged" and not data.dev:
+        raise ValueError(
+            f"training.protocol: converged stops on dev voices, but the corpus at "
+            f"{loop.corpus_root} has none: give its config dev_speakers > 0 (synthetic or "
+            "real) and rebuild it"
+        )
     loaded = time.perf_counter()
     engine, device = _build_engine(trial, data, world)
-    state = _restore(engine)
+    state, best_weights = restore(engine)
     timing = {
         "data_load_s": loaded - started,
         "engine_init_s": time.perf_counter() - loaded,
         "step_s": [],
     }
-    run = TrialRun(
-        loop, engine, data, state, total_steps(trial, len(data.train)), rank, world, device, timing
-    )
+    steps = total_steps(trial, len(data.train))
+    run = TrialRun(loop, engine, data, state, steps, rank, world, device, timing, best_weights)
     try:
         _finish(run, _run_steps(run))
     finally:
@@ -241,48 +212,6 @@ def _build_engine(trial: TrialConfig, data: TrialData, world: int):
         dist_init_required=False,
     )
     return engine, device
-
-
-def _report_finished_export(rank: int, on_export: OnExport | None = None) -> bool:
-    """If the latest checkpoint is this trial's final report (the run finished or diverged,
-    but whoever launched it did not see the result, e.g. the sweep driver was killed),
-    report it again instead of training: DeepSpeed state is not in an export, and none is
-    needed. An export whose evaluation is missing or failed is evaluated again."""
-    import ray.train
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return False
-    with checkpoint.as_directory() as directory:
-        final = Path(directory) / FINAL_METRICS
-        if not final.exists():
-            return False
-        metrics = json.loads(final.read_text())
-        with tempfile.TemporaryDirectory() as copy:
-            if rank == 0:
-                shutil.copytree(directory, copy, dirs_exist_ok=True)
-                evaluated = isinstance(metrics.get("eval"), dict) and "error" not in metrics["eval"]
-                if on_export is not None and metrics["status"] == "done" and not evaluated:
-                    metrics["eval"] = on_export(Path(copy)).to_json()
-                    (Path(copy) / FINAL_METRICS).write_text(json.dumps(metrics))
-            report = ray.train.Checkpoint.from_directory(copy) if rank == 0 else None
-            name = "export" if metrics["status"] == "done" else metrics["status"]
-            ray.train.report(metrics, checkpoint=report, checkpoint_dir_name=name)
-    return True
-
-
-def _restore(engine) -> TrainerState:
-    import ray.train
-
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is None:
-        return TrainerState()
-    with checkpoint.as_directory() as directory:
-        verify_manifests(Path(directory))  # before DeepSpeed unpickles anything in it
-        engine.load_checkpoint(directory, tag="engine")
-        state = TrainerState.load(Path(directory))
-    state.resumed_from.append(state.step)
-    return state
 
 
 def _run_steps(run: TrialRun) -> str:
@@ -320,7 +249,7 @@ def _run_steps(run: TrialRun) -> str:
         if state.step == 1:
             state.first_train_loss = train_loss
         state.last_train_loss = train_loss
-        at_eval = state.step % trial.training.eval_every == 0 or state.step == steps
+        at_eval = state.step % run.eval_every == 0 or state.step == steps
         metrics = {
             "step": state.step,
             "train_loss": train_loss,
@@ -328,28 +257,57 @@ def _run_steps(run: TrialRun) -> str:
             "status": "running",
         }
         if at_eval:
-            sync_buffers(engine.module, world)
-            val = validation_loss(engine.module, data, device, rank, world, lockstep=_zero3(engine))
-            if not math.isfinite(val):
-                state.divergence = f"non-finite val_loss ({val}) at step {state.step}"
-                return "diverged"
-            metrics["val_loss"] = state.last_val_loss = val
-            if val < state.best_val_loss - 1e-4:
-                state.best_val_loss, state.evals_without_improvement = val, 0
-            else:
-                state.evals_without_improvement += 1
+            stop = _validate(run, metrics)
+            if stop:
+                return stop
         save = state.step % trial.training.checkpoint_every == 0 or at_eval
         if save:  # each report is a round trip to the controller: only with checkpoints
-            _report(metrics, engine, state, rank)
+            report_checkpoint(metrics, engine, state, rank, run.best_weights)
             if rank == 0:
                 print(
                     f"[{trial.name}] step {state.step}/{steps} train_loss {train_loss:.4f}"
-                    + (f" val_loss {metrics['val_loss']:.4f}" if at_eval else ""),
+                    + (f" val_loss {metrics['val_loss']:.4f}" if "val_loss" in metrics else "")
+                    + (f" dev_loss {metrics['dev_loss']:.4f}" if "dev_loss" in metrics else ""),
                     flush=True,
                 )
         patience = trial.training.early_stop_patience
         if at_eval and patience and state.evals_without_improvement >= patience:
-            return "early_stopped"
+            return "converged" if run.converged_protocol else "early_stopped"
+    return stop_reason_at_cap(trial)
+
+
+def _validate(run: TrialRun, metrics: dict[str, Any]) -> str | None:
+    """One validation round; "diverged" on a non-finite loss, else None. Under `converged`
+    the dev voices decide improvement, and the held-out loss is measured (and the weights
+    kept) only at a new best; otherwise the held-out loss decides, as it always did."""
+    engine, data, state = run.engine, run.data, run.state
+    sync_buffers(engine.module, run.world)
+
+    def loss(split: str) -> float:
+        lockstep = _zero3(engine)
+        return validation_loss(
+            engine.module, data, run.device, run.rank, run.world, lockstep=lockstep, split=split
+        )
+
+    split = "dev" if run.converged_protocol else "heldout"
+    value = loss(split)
+    if not math.isfinite(value):
+        state.divergence = f"non-finite {split} loss ({value}) at step {state.step}"
+        return "diverged"
+    best = state.best_dev_loss if run.converged_protocol else state.best_val_loss
+    improved = value < best - 1e-4
+    state.evals_without_improvement = 0 if improved else state.evals_without_improvement + 1
+    if not run.converged_protocol:
+        metrics["val_loss"] = state.last_val_loss = value
+        if improved:
+            state.best_val_loss = value
+        return None
+    metrics["dev_loss"] = value
+    if improved:
+        state.best_dev_loss, state.best_step = value, state.step
+        run.best_weights = full_weights(engine)  # a collective under ZeRO-3: every rank
+        metrics["val_loss"] = state.last_val_loss = state.best_val_loss = loss("heldout")
+    return None
     return "done"
 
 
@@ -399,23 +357,6 @@ def _zero3(engine) -> bool:
     return engine.zero_optimization_stage() == 3
 
 
-def _report(metrics: dict[str, Any], engine, state: TrainerState, rank: int) -> None:
-    """`ray.train.report` with a DeepSpeed checkpoint: every rank saves its shard into a
-    same-named directory, with a digest manifest of its files; Ray merges them."""
-    import ray.train
-
-    with tempfile.TemporaryDirectory() as directory:
-        engine.save_checkpoint(directory, tag="engine")
-        if rank == 0:
-            state.save(Path(directory))
-        write_manifest(Path(directory), rank)
-        ray.train.report(
-            metrics,
-            checkpoint=ray.train.Checkpoint.from_directory(directory),
-            checkpoint_dir_name=f"step{metrics['step']:07d}",
-        )
-
-
 def _maybe_inject_failure(trial: TrialConfig, step: int, marker_dir: str | None) -> None:
     """Testing hook: fail once at `training.inject_failure_at_step` (a marker file makes the
     restarted attempt pass)."""
@@ -443,8 +384,11 @@ def _finish(run: TrialRun, status: str) -> None:
     counts = count_parameters(engine.module)
     if not diverged:
         sync_buffers(engine.module, world)
-    # Every rank gathers (a collective under ZeRO-3); rank 0 alone writes the export.
+    # Every rank gathers (a collective under ZeRO-3); rank 0 alone writes the export. Under
+    # `converged` the trial hands in its best checkpoint, not its last.
     weights = full_weights(engine)
+    if run.converged_protocol and run.best_weights is not None and not diverged:
+        weights = run.best_weights
     digests = parameter_digests(_replica_state(engine, weights), world)
     metrics = {
         "step": state.step,
@@ -452,6 +396,11 @@ def _finish(run: TrialRun, status: str) -> None:
         "stop_reason": status,
         "steps": state.step,
         "steps_budget": run.steps,
+        "protocol": trial.training.protocol,
+        "epochs": epochs_seen(trial, state.step, len(data.train)),
+        "best_step": state.best_step if run.converged_protocol else None,
+        "dev_loss": state.best_dev_loss if run.converged_protocol else None,
+        "train_speakers": data.train_speakers,
         # The exported (final) model's held-out loss, and the best seen during training.
         "val_loss": None if diverged else state.last_val_loss,
         "best_val_loss": state.best_val_loss,

@@ -54,16 +54,18 @@ def validation_loss(
     world: int,
     *,
     lockstep: bool = False,
+    split: str = "heldout",
 ) -> float:
     """Held-out L1 on log-mel (held-out speakers, their prompt as reference), frame-weighted
-    and summed across data-parallel ranks so every rank gets the same number.
+    and summed across data-parallel ranks so every rank gets the same number. `split`: "dev"
+    for the dev voices instead (the `converged` protocol's stopping rule).
 
     `lockstep`: every rank runs the same number of forward passes, as ZeRO-3 needs (each
     forward gathers the partitioned parameters from all ranks, so a rank with one batch fewer
     would leave the others waiting forever). The extra passes' outputs are discarded."""
     model.eval()
     total = torch.zeros(2, dtype=torch.float64)
-    batches = data.val_batches(16, shard=rank, shards=world)
+    batches = data.val_batches(16, shard=rank, shards=world, split=split)
     for batch in batches:
         batch = batch.to(device)
         out = teacher_forced(model, batch)
@@ -72,7 +74,7 @@ def validation_loss(
         total[1] += float(mask.sum()) * batch.mel.shape[-1]
     if lockstep and world > 1:
         _forward_discarded(
-            model, data, max_across_ranks(len(batches), world, device) - len(batches), device
+            model, data, max_across_ranks(len(batches), world, device) - len(batches), device, split
         )
     model.train()
     total = sum_across_ranks(total, world, device)
@@ -80,12 +82,12 @@ def validation_loss(
 
 
 def _forward_discarded(
-    model: torch.nn.Module, data: TrialData, n: int, device: torch.device
+    model: torch.nn.Module, data: TrialData, n: int, device: torch.device, split: str
 ) -> None:
     """`n` forward passes whose results nobody reads, on the first validation batch (every
     rank can build it, including one whose shard is empty)."""
     if n <= 0:
         return
-    batch = data.val_batches(16)[0].to(device)
+    batch = data.val_batches(16, split=split)[0].to(device)
     for _ in range(n):
         teacher_forced(model, batch)

@@ -60,7 +60,7 @@ def test_missing_audio_file_is_an_error(corpus_copy):
     [
         ({"text": "  "}, "empty text"),
         ({"num_samples": "many"}, "field .num_samples. has the wrong type"),
-        ({"split": "dev"}, "split must be"),
+        ({"split": "test"}, "split must be"),
         ({"colour": "blue"}, "unknown field"),
         ({"durations": [1, 2]}, "durations must give one count per phoneme"),
     ],

@@ -11,7 +11,7 @@ import soundfile as sf
 
 from training.config import SyntheticCorpusConfig, replace
 from training.corpus.manifest import MANIFEST_FILE, Corpus, CorpusError
-from training.corpus.speakers import ROSTER
+from training.corpus.speakers import ROSTER, split_roster, voice_family
 from training.corpus.synthetic import (
     build_synthetic_corpus,
     load_synthetic_preset,
@@ -74,15 +74,37 @@ def test_refuses_to_write_into_a_foreign_directory(tmp_path):
     assert (tmp_path / "mine.txt").read_text() == "precious"
 
 
-def test_speakers_and_sentences_are_disjoint(smoke_corpus):
+def test_speakers_families_and_sentences_are_disjoint(smoke_corpus):
+    """Held-out and dev voices are new speakers: no training voice is an edit of their eSpeak
+    voice file (robosoft8 vs robosoft3, m2 vs m1), and no sentence is shared."""
     corpus = Corpus.open(smoke_corpus)
-    train, heldout = corpus.train, corpus.heldout
-    assert not {u.speaker for u in train} & {u.speaker for u in heldout}
-    assert not {u.text for u in train} & {u.text for u in heldout}
-    assert len({u.text for u in train}) == len(train)  # no sentence repeats in training
+    splits = {"train": corpus.train, "heldout": corpus.heldout, "dev": corpus.dev}
+    families = {
+        name: {voice_family(u.source["voice"]["variant"]) for u in utts}
+        for name, utts in splits.items()
+    }
+    texts = {name: {u.text for u in utts} for name, utts in splits.items()}
+    for a, b in (("train", "heldout"), ("train", "dev"), ("heldout", "dev")):
+        assert not families[a] & families[b], (a, b)
+        assert not texts[a] & texts[b], (a, b)
+    assert len(texts["train"]) == len(corpus.train)  # no sentence repeats in training
     cfg = load_synthetic_preset("smoke")
-    assert len({u.speaker for u in heldout}) == cfg.heldout_speakers
-    assert len({u.speaker for u in train}) == cfg.train_speakers
+    assert len({u.speaker for u in corpus.heldout}) == cfg.heldout_speakers
+    assert len({u.speaker for u in corpus.dev}) == cfg.dev_speakers
+    assert len({u.speaker for u in corpus.train}) == cfg.train_speakers
+
+
+def test_voice_families_group_edited_variants():
+    assert voice_family("robosoft8") == voice_family("robosoft") == "robosoft"
+    assert voice_family("m2") == voice_family("m7") and voice_family("anikaRobot") == "anika"
+    assert voice_family("klatt") != voice_family("steph")
+
+
+def test_every_family_stays_on_one_side_of_the_split():
+    train, heldout, dev = split_roster(ROSTER, 40, 8, seed=3, n_dev=4)
+    sides = [{voice_family(v.variant) for v in side} for side in (train, heldout, dev)]
+    assert not sides[0] & sides[1] and not sides[0] & sides[2] and not sides[1] & sides[2]
+    assert len(heldout) == 8 and len(dev) == 4 and len(train) == 40
 
 
 def test_budgets_nest_and_voices_grow(smoke_corpus):

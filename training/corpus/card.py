@@ -49,6 +49,7 @@ def corpus_card(
     """Summary of a corpus: splits, per-speaker amounts, budget table, phonemes, tool versions."""
     train = [u for u in utterances if u.split == "train"]
     heldout = [u for u in utterances if u.split == "heldout"]
+    dev = [u for u in utterances if u.split == "dev"]
     per_speaker: dict[str, dict[str, Any]] = defaultdict(lambda: {"utterances": 0, "seconds": 0.0})
     for u in utterances:
         entry = per_speaker[u.speaker]
@@ -67,6 +68,7 @@ def corpus_card(
         "splits": {
             "train": _split_summary(train),
             "heldout": _split_summary(heldout),
+            "dev": _split_summary(dev),
             "all": _split_summary(utterances),
         },
         "speakers": roster,
@@ -91,8 +93,10 @@ def format_card(card: dict[str, Any], root: Path | None = None) -> str:
         f"corpus {root}" if root else "corpus",
         f"  kind      {card['kind']}  (key {card['key']})",
     ]
-    for name in ("train", "heldout"):
-        s = splits[name]
+    for name in ("train", "heldout", "dev"):
+        s = splits.get(name)
+        if s is None:  # cards written before the dev split
+            continue
         lines.append(
             f"  {name:<9} {s['utterances']:>7} utterances  {s['hours']:8.3f} h  "
             f"{s['speakers']:>4} speakers"

@@ -37,7 +37,9 @@ MANIFEST_FILE = "manifest.jsonl"
 CARD_FILE = "corpus_card.json"
 SKIPPED_FILE = "skipped.jsonl"
 
-Split = Literal["train", "heldout"]
+Split = Literal["train", "dev", "heldout"]
+"""train: the budget order; dev: voices held out from training *and* evaluation (for
+stopping rules and tuning); heldout: the voices cloning quality is measured on."""
 
 
 class CorpusError(ValueError):
@@ -159,8 +161,10 @@ def _parse_row(line: str, where: str) -> Utterance:
     unknown = set(row) - {f for f in Utterance.__dataclass_fields__}
     if unknown:
         raise CorpusError(f"{where}: unknown field(s) {sorted(unknown)}")
-    if row["split"] not in ("train", "heldout"):
-        raise CorpusError(f"{where}: split must be 'train' or 'heldout', got {row['split']!r}")
+    if row["split"] not in ("train", "dev", "heldout"):
+        raise CorpusError(
+            f"{where}: split must be 'train', 'dev' or 'heldout', got {row['split']!r}"
+        )
     if not row["text"].strip():
         raise CorpusError(f"{where}: empty text")
     if row["num_samples"] <= 0 or not math.isfinite(row["duration_s"]):
@@ -212,6 +216,11 @@ class Corpus:
     @property
     def heldout(self) -> list[Utterance]:
         return [u for u in self.utterances if u.split == "heldout"]
+
+    @property
+    def dev(self) -> list[Utterance]:
+        """Voices neither trained on nor evaluated (empty for corpora prepared without)."""
+        return [u for u in self.utterances if u.split == "dev"]
 
     def card(self) -> dict[str, Any]:
         return json.loads((self.root / CARD_FILE).read_text(encoding="utf-8"))

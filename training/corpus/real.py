@@ -234,20 +234,23 @@ def _manifest_rows(path: Path) -> Iterator[tuple[str, dict]]:
 # Splitting and ordering
 
 
-def split_speakers(speakers: list[str], cfg: RealCorpusConfig) -> tuple[list[str], list[str]]:
-    """(training, held-out) speakers: a seeded, deterministic shuffle, then a cut."""
+def split_speakers(
+    speakers: list[str], cfg: RealCorpusConfig
+) -> tuple[list[str], list[str], list[str]]:
+    """(training, held-out, dev) speakers: a seeded, deterministic shuffle, then cuts."""
     ranked = sorted(
         set(speakers), key=lambda s: hashlib.sha256(f"{cfg.seed}:{s}".encode()).hexdigest()
     )
     n_heldout = max(cfg.min_heldout_speakers, round(cfg.heldout_fraction * len(ranked)))
-    if n_heldout >= len(ranked):
+    n_out = n_heldout + cfg.dev_speakers
+    if n_out >= len(ranked):
         raise CorpusError(
             f"the corpus has {len(ranked)} usable speakers; holding out "
-            f"{n_heldout} would leave none to train on (heldout_fraction="
-            f"{cfg.heldout_fraction}, min_heldout_speakers="
-            f"{cfg.min_heldout_speakers})"
+            f"{n_heldout} (+ {cfg.dev_speakers} dev) would leave none to train on "
+            f"(heldout_fraction={cfg.heldout_fraction}, min_heldout_speakers="
+            f"{cfg.min_heldout_speakers}, dev_speakers={cfg.dev_speakers})"
         )
-    return ranked[n_heldout:], ranked[:n_heldout]
+    return ranked[n_out:], ranked[:n_heldout], ranked[n_heldout:n_out]
 
 
 def _training_order(
@@ -318,16 +321,17 @@ def prepare_corpus(cfg: RealCorpusConfig, out: Path, *, progress: bool = True) -
             f"{source}: every utterance was skipped (first reason: "
             f"{skipped[0]['reason']}); see the list above"
         )
-    train_speakers, heldout_speakers = split_speakers([u.speaker for u in kept], cfg)
+    train_speakers, heldout_speakers, dev_speakers = split_speakers([u.speaker for u in kept], cfg)
     train = _training_order(
         [u for u in kept if u.speaker in set(train_speakers)], train_speakers, cfg
     )
+    dev = [Utterance(**{**asdict(u), "split": "dev"}) for u in kept if u.speaker in dev_speakers]
     heldout = [
         Utterance(**{**asdict(u), "split": "heldout"})
         for u in kept
         if u.speaker in set(heldout_speakers)
     ]
-    utterances = train + heldout
+    utterances = train + dev + heldout
     write_jsonl(tmp / MANIFEST_FILE, utterances)
     write_jsonl(tmp / SKIPPED_FILE, skipped)
     card = corpus_card(
@@ -355,8 +359,11 @@ def _reason_counts(skipped: list[dict]) -> dict[str, int]:
 
 
 def _prepare_key(cfg: RealCorpusConfig, items: list[SourceItem]) -> str:
+    config = to_dict(cfg)
+    if not config["dev_speakers"]:  # added later: corpora prepared without it keep their key
+        del config["dev_speakers"]
     h = hashlib.sha256(
-        json.dumps({"config": to_dict(cfg), "version": PREPARER_VERSION}, sort_keys=True).encode()
+        json.dumps({"config": config, "version": PREPARER_VERSION}, sort_keys=True).encode()
     )
     for item in items:
         stat = item.audio.stat() if item.audio.is_file() else None

@@ -11,11 +11,12 @@ another voice for the speaker encoder are not kept.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 
 from training.corpus.espeak import Voice
 
-__all__ = ["ROSTER", "ROSTER_NOTES", "RosterVoice", "split_roster"]
+__all__ = ["ROSTER", "ROSTER_NOTES", "RosterVoice", "split_roster", "voice_family"]
 
 
 @dataclass(frozen=True)
@@ -125,33 +126,42 @@ ROSTER: tuple[RosterVoice, ...] = (
 )
 
 
-def split_roster(
-    roster: tuple[RosterVoice, ...], n_train: int, n_heldout: int, seed: int
-) -> tuple[list[RosterVoice], list[RosterVoice]]:
-    """Choose held-out and training voices; the two sets never share an eSpeak variant.
+_FAMILY_ALIASES = {"anikarobot": "anika"}
+"""Variants whose name does not end in a number but that derive from another variant."""
 
-    Voices of one variant are siblings (same timbre, other pitch), so a held-out voice whose
-    sibling trained would not be a new speaker. Variants are shuffled by `seed`; whole variants
-    go to the held-out side until it is full, the rest train (in roster order).
+
+def voice_family(variant: str) -> str:
+    """The eSpeak variant family: `robosoft8` and `robosoft` are one family (one voice file,
+    edited), as are `m1`…`m8`, `iven`/`iven4`, `anika`/`anikaRobot`."""
+    name = re.sub(r"\d+$", "", variant.lower())
+    return _FAMILY_ALIASES.get(name, name)
+
+
+def split_roster(
+    roster: tuple[RosterVoice, ...], n_train: int, n_heldout: int, seed: int, n_dev: int = 0
+) -> tuple[list[RosterVoice], list[RosterVoice], list[RosterVoice]]:
+    """Choose training, held-out and dev voices; no two of the sets share a variant family.
+
+    Voices of one family are siblings (one voice file, edited: same timbre, other pitch or
+    formants), so a held-out voice whose sibling trained would not be a new speaker. Held-out
+    and dev voices come one per family from the families that have a single voice in the
+    roster (shuffled by `seed`): a family with several voices on the held-out side would
+    take them all away from training. Everything else trains (in roster order, most distinct
+    first).
     """
-    by_variant: dict[str, list[RosterVoice]] = {}
+    by_family: dict[str, list[RosterVoice]] = {}
     for v in roster:
-        by_variant.setdefault(v.variant, []).append(v)
-    variants = sorted(by_variant)
-    random.Random(seed).shuffle(variants)
-    heldout: list[RosterVoice] = []
-    train: list[RosterVoice] = []
-    for variant in variants:
-        group = by_variant[variant]
-        if len(heldout) < n_heldout:
-            heldout.extend(group[: n_heldout - len(heldout)])  # spare siblings are dropped
-        else:
-            train.extend(group)
-    if len(heldout) < n_heldout or len(train) < n_train:
+        by_family.setdefault(voice_family(v.variant), []).append(v)
+    singles = sorted(f for f, voices in by_family.items() if len(voices) == 1)
+    random.Random(seed).shuffle(singles)
+    heldout = [by_family[f][0] for f in singles[:n_heldout]]
+    dev = [by_family[f][0] for f in singles[n_heldout : n_heldout + n_dev]]
+    taken = {v.id for v in heldout + dev}
+    train = [v for v in roster if v.id not in taken]
+    if len(heldout) < n_heldout or len(dev) < n_dev or len(train) < n_train:
         raise ValueError(
-            f"the roster has {len(roster)} voices in {len(variants)} variants: not enough for "
-            f"{n_train} training and {n_heldout} held-out speakers with disjoint variants"
+            f"the roster has {len(roster)} voices in {len(by_family)} variant families "
+            f"({len(singles)} with one voice): not enough for {n_train} training, {n_heldout} "
+            f"held-out and {n_dev} dev speakers with disjoint families"
         )
-    # Most distinct voices first (the roster is ordered that way).
-    train.sort(key=roster.index)
-    return train[:n_train], heldout
+    return train[:n_train], heldout, dev

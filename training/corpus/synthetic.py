@@ -92,16 +92,21 @@ class PlannedUtterance:
 
 
 def plan_corpus(cfg: SyntheticCorpusConfig) -> list[PlannedUtterance]:
-    """Every utterance of the corpus: training rows in budget order, then held-out rows."""
+    """Every utterance of the corpus: training rows in budget order, then held-out rows, then
+    dev rows (if any). Sentences never repeat across the three."""
     rng = random.Random(cfg.seed)
-    train_voices, heldout_voices = split_roster(
-        ROSTER, cfg.train_speakers, cfg.heldout_speakers, cfg.seed
+    train_voices, heldout_voices, dev_voices = split_roster(
+        ROSTER, cfg.train_speakers, cfg.heldout_speakers, cfg.seed, cfg.dev_speakers
     )
     grammar = SentenceGrammar()
     per_speaker = cfg.heldout_utterances_per_speaker
     heldout_sentences = grammar.distinct_sentences(len(heldout_voices) * per_speaker, rng)
     train_sentences = grammar.distinct_sentences(
         cfg.train_utterances, rng, exclude=set(heldout_sentences)
+    )
+    per_dev = cfg.dev_utterances_per_speaker
+    dev_sentences = grammar.distinct_sentences(
+        len(dev_voices) * per_dev, rng, exclude=set(heldout_sentences) | set(train_sentences)
     )
     schedule = speaker_schedule(
         [cfg.train_utterances] * len(train_voices),
@@ -127,6 +132,14 @@ def plan_corpus(cfg: SyntheticCorpusConfig) -> list[PlannedUtterance]:
             plan.append(
                 PlannedUtterance(
                     f"h{s:02d}{k:03d}-{voice.id}", voice, "heldout", None, sentence, jittered(voice)
+                )
+            )
+    for s, voice in enumerate(dev_voices):
+        for k in range(per_dev):
+            sentence = dev_sentences[s * per_dev + k]
+            plan.append(
+                PlannedUtterance(
+                    f"d{s:02d}{k:03d}-{voice.id}", voice, "dev", None, sentence, jittered(voice)
                 )
             )
     return plan
