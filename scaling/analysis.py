@@ -20,6 +20,8 @@ import numpy as np
 
 from scaling.checks import compute_frontier, extrapolation_check, plateau_test
 from scaling.formatting import json_safe
+from scaling.identify import FormChoice, choose_form, fit_json
+from scaling.law import LAW_TEXT
 from scaling.optimise import one_blas_thread
 from scaling.points import METRIC_TRANSFORMS, Point, family_sort_key, fit_points
 from scaling.power_law import LEVEL, PowerLawFit, fit_power_law, percentiles
@@ -37,6 +39,7 @@ __all__ = [
 ]
 
 CURVE_POINTS = 60
+SURFACE_POINTS = 40
 
 
 @one_blas_thread
@@ -61,6 +64,7 @@ def analyse_results(
     frontier = compute_frontier(
         [_frontier_point(p) for p in joint_points],
         joint_fit if joint_fit is not None and joint_fit.ok else None,
+        unidentified=(joint or {}).get("not_identified") or {},
     )
     result = {
         "metric": metric,
@@ -175,29 +179,52 @@ def _budget_points(points: list[Point]) -> list[BudgetPoint]:
 
 
 def _safe_fit(
-    d: list[float], loss: list[float], n: list[float] | None, bootstrap: int, seed: Any
+    d: list[float],
+    loss: list[float],
+    n: list[float] | None,
+    bootstrap: int,
+    seed: Any,
+    floor: bool = True,
 ) -> PowerLawFit:
     """A fit, or ok=False carrying the ValueError's message: one bad family never stops the
     report."""
     try:
-        return fit_power_law(d, loss, n, bootstrap=bootstrap, seed=seed)
+        return fit_power_law(d, loss, n, bootstrap=bootstrap, seed=seed, floor=floor)
     except ValueError as err:
-        return PowerLawFit(form="data" if n is None else "joint", ok=False, message=str(err))
+        form = "joint" if n is not None else "data" if floor else "power"
+        return PowerLawFit(form=form, ok=False, message=str(err))
+
+
+def _choose_law(d: list[float], loss: list[float], bootstrap: int, seed: Any) -> FormChoice:
+    """Both L(D) forms fitted to one family's points (every seed's row), and the one AICc
+    supports (`scaling.identify.choose_form`). Both draw the same resamples (one seed)."""
+    with_floor = _safe_fit(d, loss, None, bootstrap, seed)
+    without_floor = _safe_fit(d, loss, None, bootstrap, seed, floor=False)
+    return choose_form(with_floor, without_floor)
 
 
 def _analyse_family(
     points: list[Point], bootstrap: int, seed: np.random.SeedSequence
 ) -> FamilyAnalysis:
-    """One model size: points, L(D) fit, its curve with prediction band, plateau test."""
+    """One model size: points, both L(D) forms and the one chosen, its curve with prediction
+    band, plateau test."""
     budgets = _budget_points(points)
-    d = [float(p.row.data_utterances) for p in points]
-    fit = _safe_fit(d, [p.loss for p in points], None, bootstrap, seed)
+    losses = [p.loss for p in points]
+    choice = _choose_law([float(p.row.data_utterances) for p in points], losses, bootstrap, seed)
+    fit, floor = choice.chosen, min(losses)
     first = points[0].row
+    summary = fit_json(fit, floor) | {
+        "selection": choice.to_json(),
+        "alternatives": {
+            LAW_TEXT["data"]: fit_json(choice.with_floor, floor),
+            LAW_TEXT["power"]: fit_json(choice.without_floor, floor),
+        },
+    }
     return FamilyAnalysis(
         kind=first.kind,
         params=first.params,
         points=budgets,
-        fit={k: v for k, v in fit.to_dict().items() if k != "form"},
+        fit=summary,
         curve=_curve(fit, [b.d for b in budgets]),
         plateau=plateau_test(fit, [b.d for b in budgets], [b.loss for b in budgets]),
     )
@@ -243,11 +270,24 @@ def _analyse_joint(
         bootstrap,
         seed,
     )
-    summary = fit.to_dict()
-    summary.pop("form")
+    summary = fit_json(fit, min(p.loss for p in points))
     summary["sizes"] = [name for _, name in sizes]
     summary["forecast"] = _forecast(fit, points, sizes) if fit.ok else None
+    summary["surface"] = _surface(fit, points) if fit.ok else None
     return fit, summary
+
+
+def _surface(fit: PowerLawFit, points: list[Point]) -> dict[str, Any]:
+    """The joint law on a SURFACE_POINTS² log grid reaching past the trials (the point of a
+    joint fit is what lies beyond them): the iso-loss figure draws this, so it never needs a
+    parameter the data do not identify."""
+    n = [float(p.row.params) for p in points]
+    d = [float(p.row.data_utterances) for p in points]
+    grid_n = np.geomspace(min(n) / 2, max(n) * 8, SURFACE_POINTS)
+    grid_d = np.geomspace(min(d) / 2, max(d) * 8, SURFACE_POINTS)
+    dd, nn = np.meshgrid(grid_d, grid_n)
+    loss = fit.predict(dd.ravel(), nn.ravel()).reshape(dd.shape)
+    return {"d": grid_d.tolist(), "n": grid_n.tolist(), "loss": loss.tolist()}
 
 
 def _forecast(
@@ -303,16 +343,25 @@ def _extrapolation(
 
 
 def _extrapolate_family(points: list[Point], bootstrap: int, seed: Any) -> dict[str, Any]:
-    """One family's check; a refit that cannot run gives ok False, a message and Nones."""
+    """One family's check with the L(D) form AICc chooses on the points below the largest
+    budget (the form is chosen as a forecaster would, without the point it predicts); a
+    refit that cannot run, or has no residual degree of freedom, gives ok False, a message
+    and Nones."""
     d = [float(p.row.data_utterances) for p in points]
+    loss = [p.loss for p in points]
     try:
-        result = extrapolation_check(d, [p.loss for p in points], bootstrap=bootstrap, seed=seed)
+        results = {
+            floor: extrapolation_check(d, loss, bootstrap=bootstrap, seed=seed, floor=floor)
+            for floor in (True, False)
+        }
     except ValueError as err:
         return _failed_check(str(err))
+    choice = choose_form(results[True]["fit"], results[False]["fit"])
+    result = results[choice.chosen.form == "data"]
     if not result["checks"]:
-        return _failed_check(result["fit"].message)
+        return _failed_check(result["message"]) | {"law": LAW_TEXT[choice.chosen.form]}
     check = {k: v for k, v in result["checks"][0].items() if k != "n"}
-    return check | {"ok": True, "message": result["fit"].message}  # e.g. "no more points than…"
+    return check | {"ok": True, "message": result["message"], "law": LAW_TEXT[choice.chosen.form]}
 
 
 def _extrapolate_joint(
@@ -331,7 +380,7 @@ def _extrapolate_joint(
     except ValueError as err:
         return None, str(err)
     if not result["checks"]:
-        return None, result["fit"].message
+        return None, result["message"]
     checks = {
         names[c["n"]]: {k: v for k, v in c.items() if k != "n"}
         | {"ok": True, "message": result["fit"].message}

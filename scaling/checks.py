@@ -6,15 +6,16 @@ The extrapolation check refits without the largest budget and asks the law to pr
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from scaling.law import Form
+from scaling.law import PARAM_NAMES, Form
 from scaling.power_law import LEVEL, PowerLawFit, fit_power_law, percentiles
 
 __all__ = [
+    "MAX_K_SPREAD",
     "MIN_GAIN",
     "compute_frontier",
     "compute_optimal_allocation",
@@ -24,6 +25,8 @@ __all__ = [
 
 MIN_GAIN = 0.005
 """The smallest relative gain from doubling the data that counts as still improving."""
+MAX_K_SPREAD = 1.5
+"""C/(N·D) may vary this much across trials before C = k·N·D is no longer one k."""
 _COVERAGE_RTOL = 1e-9  # an interval of zero width still covers its own value
 
 
@@ -100,15 +103,22 @@ def compute_optimal_allocation(
 
 
 def compute_frontier(
-    points: Sequence[Mapping[str, Any]], joint: PowerLawFit | None = None
+    points: Sequence[Mapping[str, Any]],
+    joint: PowerLawFit | None = None,
+    *,
+    unidentified: Collection[str] = (),
 ) -> dict[str, Any]:
     """Loss-vs-compute frontier of trials (dicts with trial, n, d, flops, loss; flops > 0).
-    `points`: the Pareto frontier (no cheaper trial reached a lower loss), each marked whether
-    it is also on the lower convex hull in (log flops, loss); k = median C/(N·D); `optimal`:
-    the compute-optimal allocation from the joint fit over [min C, 10 × max C]."""
+    `points`: the Pareto frontier of the measured FLOPs (no cheaper trial reached a lower loss),
+    each marked whether it is also on the lower convex hull in (log flops, loss) — this needs
+    no assumption about how compute relates to N and D. `optimal`: the compute-optimal
+    allocation from the joint fit over [min C, 10 × max C], which assumes C = k·N·D with one k
+    (k = median C/(N·D)); it is absent, with `optimal_absent` saying why, when C/(N·D) varies
+    by more than `MAX_K_SPREAD`× across the trials (steps not proportional to data) or when the
+    joint fit does not identify A, B, α or β (`unidentified`: names the data do not pin)."""
     usable = [p for p in points if p["flops"] and p["flops"] > 0]
     if not usable:
-        return {"points": [], "k": None, "optimal": None}
+        return {"points": [], "k": None, "optimal": None, "optimal_absent": "no FLOPs measured"}
     usable.sort(key=lambda p: (p["flops"], p["loss"]))
     pareto, best = [], math.inf
     for p in usable:
@@ -116,7 +126,10 @@ def compute_frontier(
             pareto.append(p)
             best = p["loss"]
     hull = _lower_hull([(math.log(p["flops"]), p["loss"]) for p in pareto])
-    k = float(np.median([p["flops"] / (p["n"] * p["d"]) for p in usable]))
+    ratios = [p["flops"] / (p["n"] * p["d"]) for p in usable]
+    spread = max(ratios) / min(ratios)
+    absent = _why_no_allocation(joint, spread, unidentified)
+    k = float(np.median(ratios)) if spread <= MAX_K_SPREAD else None
     flops = [p["flops"] for p in usable]
     grid = np.logspace(math.log10(min(flops)), math.log10(10 * max(flops)), 30)
     return {
@@ -125,8 +138,28 @@ def compute_frontier(
             for i, p in enumerate(pareto)
         ],
         "k": k,
-        "optimal": compute_optimal_allocation(joint, grid, k) if joint is not None else None,
+        "k_spread": spread,
+        "optimal": None if absent else compute_optimal_allocation(joint, grid, k),
+        "optimal_absent": absent,
     }
+
+
+def _why_no_allocation(
+    joint: PowerLawFit | None, spread: float, unidentified: Collection[str]
+) -> str | None:
+    """Why the compute-optimal allocation cannot be drawn, or None when it can."""
+    if spread > MAX_K_SPREAD:
+        return (
+            f"C/(N·D) varies {spread:.1f}× across the trials (training steps are not "
+            "proportional to the data), so C = k·N·D does not hold; a compute-protocol sweep "
+            "(fixed samples seen per parameter, IsoFLOP slices) would give a meaningful one"
+        )
+    if joint is None or not joint.ok:
+        return "no usable joint fit L(N, D)"
+    missing = sorted(set(unidentified) & {"A", "B", "alpha", "beta"})
+    if missing:
+        return f"the joint fit does not identify {', '.join(missing)}"
+    return None
 
 
 def _lower_hull(xy: list[tuple[float, float]]) -> set[int]:
@@ -149,34 +182,50 @@ def extrapolation_check(
     *,
     bootstrap: int = 1000,
     seed: int | np.random.SeedSequence = 0,
+    floor: bool = True,
+    min_dof: int = 1,
 ) -> dict[str, Any]:
     """Refit without the largest budget and predict it (for every size, joint form). Returns
     {"dropped_d", "fit": PowerLawFit, "checks": [{"n", "d", "predicted", "interval", "actual",
-    "relative_error", "covered", "n_points"}]}: `actual` is the mean measured loss there,
-    `interval` the 95 % prediction interval, `covered` whether it holds `actual` (None without
-    bootstrap replicates), `n_points` the refit's. With an unusable refit the checks are empty
-    and fit.message says why."""
+    "relative_error", "covered", "n_points"}], "message"}: `actual` is the mean measured loss
+    there, `interval` the 95 % prediction interval, `covered` whether it holds `actual` (None
+    without bootstrap replicates), `n_points` the refit's. The refit must keep `min_dof`
+    residual degrees of freedom (points − parameters): with fewer, its interval measures
+    nothing, so there is no check. Without checks, `message` says why. `floor`: False refits
+    L(D) = B/D^β."""
     d_arr, loss_arr = np.asarray(d, float), np.asarray(loss, float)
     n_arr = None if n is None else np.asarray(n, float)
     d_max = float(d_arr.max())
     keep = d_arr < d_max
+    form: Form = "joint" if n is not None else "data" if floor else "power"
     if not keep.any():
-        form: Form = "data" if n is None else "joint"
         failed = PowerLawFit(form=form, ok=False, message="only one budget", n_points=0)
-        return {"dropped_d": d_max, "fit": failed, "checks": []}
+        return {"dropped_d": d_max, "fit": failed, "checks": [], "message": failed.message}
     fit = fit_power_law(
         d_arr[keep],
         loss_arr[keep],
         None if n_arr is None else n_arr[keep],
         bootstrap=bootstrap,
         seed=seed,
+        floor=floor,
     )
+    p = len(PARAM_NAMES[form])
+    if not fit.ok or fit.n_points - p < min_dof:
+        why = (
+            fit.message
+            if not fit.ok
+            else (
+                f"{fit.n_points} points below the largest budget for {p} parameters: the refit "
+                f"needs ≥ {p + min_dof} to keep {min_dof} residual degree(s) of freedom"
+            )
+        )
+        return {"dropped_d": d_max, "fit": fit, "checks": [], "message": why}
     checks = []
     sizes = [None] if n_arr is None else sorted(set(n_arr[~keep].tolist()))
-    for size in sizes if fit.ok else []:
+    for size in sizes:
         at = ~keep if size is None else ~keep & (n_arr == size)
         checks.append(_check_prediction(fit, d_max, size, float(loss_arr[at].mean())))
-    return {"dropped_d": d_max, "fit": fit, "checks": checks}
+    return {"dropped_d": d_max, "fit": fit, "checks": checks, "message": fit.message}
 
 
 def _check_prediction(fit: PowerLawFit, d: float, n: float | None, actual: float) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaling import report_rows
-from scaling.formatting import as_float, finite
+from scaling.formatting import as_float
 from scaling.points import measured_rows
 from scaling.report_rows import PRIMARY, Analysis, Family, MetricPoint
 from store.records import ResultRow
@@ -45,7 +45,8 @@ class Style:
 
 
 def _family_styles(families: Sequence[Family]) -> dict[str, Style]:
-    """Fixed colours per family across every figure; the baseline dashed and near-black."""
+    """Fixed colours per family across every figure; the traditional baselines near-black,
+    each with its own line and marker (ridge dashed squares, unit selection dotted triangles)."""
     from matplotlib import colormaps
 
     neural = [f for f in families if f.kind == "neural"]
@@ -54,8 +55,14 @@ def _family_styles(families: Sequence[Family]) -> dict[str, Style]:
         f.name: Style(cmap(0.1 + 0.75 * i / max(1, len(neural) - 1)), "-", "o")
         for i, f in enumerate(neural)
     }
-    styles.update({f.name: Style(BASELINE_COLOUR, "--", "s") for f in families if f not in neural})
+    traditional = [f for f in families if f not in neural]
+    for i, f in enumerate(traditional):
+        line, marker = _BASELINE_LINES[i % len(_BASELINE_LINES)]
+        styles[f.name] = Style(BASELINE_COLOUR, line, marker)
     return styles
+
+
+_BASELINE_LINES = (("--", "s"), (":", "^"), ("-.", "D"))
 
 
 def draw_figures(
@@ -264,20 +271,12 @@ def _plot_metric_points(ax: Axes, points: Sequence[MetricPoint], style: Style, l
     )
 
 
-def _joint_loss(joint: Analysis, n: Any, d: Any) -> Any:
-    """L(N, D) = E + A / N^α + B / D^β, for scalars or numpy arrays."""
-    return (
-        as_float(joint["E"])
-        + as_float(joint["A"]) / n ** as_float(joint["alpha"])
-        + as_float(joint["B"]) / d ** as_float(joint["beta"])
-    )
-
-
-def _joint_ok(analysis: Analysis) -> Analysis | None:
+def _joint_surface(analysis: Analysis) -> Analysis | None:
+    """The joint fit's predicted surface (`joint.surface` in fits.json), or None."""
     joint = analysis.get("joint")
-    keys = ("E", "A", "B", "alpha", "beta")
-    if joint and joint.get("ok") and all(finite(joint.get(k)) for k in keys):
-        return joint
+    surface = (joint or {}).get("surface")
+    if joint and joint.get("ok") and surface and surface.get("loss"):
+        return surface
     return None
 
 
@@ -285,23 +284,21 @@ def _draw_joint(rows: Sequence[ResultRow], analysis: Analysis) -> Figure | None:
     """(d) iso-loss contours of the joint fit over (D, N), with the trials on top."""
     import numpy as np
 
-    joint = _joint_ok(analysis)
+    grid = _joint_surface(analysis)
     trials = [
         r for r in measured_rows(rows, PRIMARY) if r.kind != "baseline" and as_float(r.params) > 0
     ]
     trials = [r for r in trials if as_float(r.data_utterances) > 0]
-    if joint is None or not trials:
+    if grid is None or not trials:
         return None
     n = np.array([as_float(r.params) for r in trials])
     d = np.array([as_float(r.data_utterances) for r in trials])
     loss = np.array([as_float(r.metric(PRIMARY)) for r in trials])
-    # Reach past the grid: the point of the joint fit is to say what lies beyond it.
-    grid_n = np.geomspace(n.min() / 2, n.max() * 8, 160)
-    grid_d = np.geomspace(d.min() / 2, d.max() * 8, 160)
+    grid_d, grid_n = np.asarray(grid["d"], float), np.asarray(grid["n"], float)
     dd, nn = np.meshgrid(grid_d, grid_n)
-    surface = _joint_loss(joint, nn, dd)
+    surface = np.asarray(grid["loss"], float)
     fig, (ax,) = _new_figure(7.5, 5.5)
-    levels = _iso_levels(surface, loss, as_float(joint["E"]))
+    levels = _iso_levels(surface, loss)
     filled = ax.contourf(dd, nn, surface, levels=levels, cmap="magma_r", alpha=0.85, extend="max")
     lines = ax.contour(dd, nn, surface, levels=levels, colors="k", linewidths=0.5)
     ax.clabel(lines, fmt="%.3g", fontsize=7)
@@ -331,17 +328,17 @@ def _draw_joint(rows: Sequence[ResultRow], analysis: Analysis) -> Figure | None:
     return fig
 
 
-def _iso_levels(surface: Any, measured: Any, floor: float) -> Any:
-    """Contour levels evenly spaced in log(L − E): a power law's reducible loss shrinks by a
-    constant factor per step, so the contours fall evenly across the map. They stop a little
-    above the worst measured loss; beyond it the map is one colour."""
+def _iso_levels(surface: Any, measured: Any) -> Any:
+    """Contour levels evenly spaced in log L (no floor is subtracted: the fit may not
+    identify one). They stop a little above the worst measured loss; beyond it the map is one
+    colour."""
     import numpy as np
 
-    low = max(float(surface.min()) - floor, 1e-9)
-    high = max(float(measured.max()) - floor, low) * 1.2
-    if not (math.isfinite(low) and math.isfinite(high)) or high <= low * 1.01:
+    low = float(surface.min())
+    high = max(float(measured.max()), low) * 1.2
+    if not (math.isfinite(low) and math.isfinite(high)) or low <= 0 or high <= low * 1.01:
         return np.linspace(float(surface.min()), float(surface.max()), 13)
-    return floor + np.geomspace(low, high, 13)
+    return np.geomspace(low, high, 13)
 
 
 def _draw_frontier(

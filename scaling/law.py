@@ -11,18 +11,22 @@ The method is Epoch AI's replication of Chinchilla's approach 3 (Besiroglu et al
   e ∈ {−1, −0.5, …, 1}, a, b ∈ {0, 5, …, 25} (`start_grid`); the best end point wins.
 
 θ = [e, c_1..c_K, γ_1..γ_K] with log x = [log N, log D] (joint, θ = [e, a, b, α, β]) or
-[log D] (data form, θ = [e, b, β]).
+[log D] (data form, θ = [e, b, β]). The `power` form has no floor: L(D) = B/D^β, θ = [b, β]
+(log L = b − β log D, linear in θ, so its Huber objective is convex: one optimum). Whether θ
+has a floor is read from its length: 1 + 2K entries with one, 2K without.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Literal
 
 import numpy as np
 
+from scaling.law_names import LAW_TEXT, PARAM_NAMES, Form
+
 __all__ = [
     "HUBER_DELTA",
+    "LAW_TEXT",
     "PARAM_NAMES",
     "Form",
     "huber_objective",
@@ -32,13 +36,6 @@ __all__ = [
     "start_grid",
 ]
 
-Form = Literal["data", "joint"]
-"""`data`: L(D) = E + B/D^β (one model size). `joint`: L(N, D) = E + A/N^α + B/D^β."""
-
-PARAM_NAMES: dict[str, tuple[str, ...]] = {
-    "data": ("E", "B", "beta"),
-    "joint": ("E", "A", "B", "alpha", "beta"),
-}
 HUBER_DELTA = 1e-3
 
 GRID_E = (-1.0, -0.5, 0.0, 0.5, 1.0)
@@ -59,18 +56,29 @@ def _log_loss_parts(
     theta: np.ndarray, logx: np.ndarray
 ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """log L (B × Q), each term's exp relative to the largest term, and their sum (each
-    term's share of L is part / total)."""
+    term's share of L is part / total). Parts: the floor's (when θ has one), then one per
+    variable."""
     k = logx.shape[1]
-    e = theta[:, :1]
-    terms = [theta[:, 1 + j, None] - theta[:, 1 + k + j, None] * logx[:, j] for j in range(k)]
-    top = e
-    for term in terms:
+    f = _floor_offset(theta, k)
+    terms = [theta[:, f + j, None] - theta[:, f + k + j, None] * logx[:, j] for j in range(k)]
+    if f:
+        terms.insert(0, theta[:, :1])
+    top = terms[0]
+    for term in terms[1:]:
         top = np.maximum(top, term)  # logsumexp: shift by the largest term, never overflow
-    parts = [np.exp(e - top), *(np.exp(term - top) for term in terms)]
-    total = parts[0] + parts[1]
+    parts = [np.exp(term - top) for term in terms]
+    total = parts[0].copy() if len(parts) == 1 else parts[0] + parts[1]
     for part in parts[2:]:
         total += part
     return top + np.log(total), parts, total
+
+
+def _floor_offset(theta: np.ndarray, k: int) -> int:
+    """1 when θ rows carry the floor e (1 + 2K entries), 0 when they do not (2K)."""
+    width = theta.shape[-1]
+    if width not in (2 * k, 2 * k + 1):
+        raise ValueError(f"θ has {width} entries; {k} variable(s) need {2 * k} or {2 * k + 1}")
+    return width - 2 * k
 
 
 def _objective_block(
@@ -82,6 +90,7 @@ def _objective_block(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Summed Huber objective (B,) and its gradient (B × P) for a block of parameter vectors."""
     k = logx.shape[1]
+    f = _floor_offset(theta, k)
     log_loss, parts, total = _log_loss_parts(theta, logx)
     residual = log_loss - logy
     clipped = np.clip(residual, -delta, delta)  # = Huber'(r)
@@ -91,11 +100,12 @@ def _objective_block(
         clipped *= weights
     clipped /= total  # ∂ log L / ∂ term = part / total
     grad = np.empty_like(theta)
-    grad[:, 0] = (clipped * parts[0]).sum(axis=1)
+    if f:
+        grad[:, 0] = (clipped * parts[0]).sum(axis=1)
     for j in range(k):
-        dterm = clipped * parts[1 + j]
-        grad[:, 1 + j] = dterm.sum(axis=1)
-        grad[:, 1 + k + j] = -(dterm @ logx[:, j])
+        dterm = clipped * parts[f + j]
+        grad[:, f + j] = dterm.sum(axis=1)
+        grad[:, f + k + j] = -(dterm @ logx[:, j])
     return huber.sum(axis=1), grad
 
 
@@ -133,18 +143,21 @@ def huber_objective(
 
 
 def start_grid(form: Form) -> np.ndarray:
-    """Epoch's starting points as θ rows: 4,500 for the joint form, 150 for the data form."""
+    """Epoch's starting points as θ rows: 4,500 for the joint form, 150 for the data form, 30
+    for the power form (convex: any start would do; the grid keeps one code path)."""
     if form == "joint":
         rows = itertools.product(GRID_E, GRID_LOG_COEF, GRID_LOG_COEF, GRID_EXPONENT, GRID_EXPONENT)
+    elif form == "power":
+        rows = itertools.product(GRID_LOG_COEF, GRID_EXPONENT)
     else:
         rows = itertools.product(GRID_E, GRID_LOG_COEF, GRID_EXPONENT)
     return np.array(list(rows), dtype=float)
 
 
 def natural_params(theta: np.ndarray, form: Form) -> np.ndarray:
-    """Log-space rows [e, (a,) b, (α,) β] → [E, (A,) B, (alpha,) beta]."""
-    k = 1 if form == "data" else 2
+    """Log-space rows [(e,) (a,) b, (α,) β] → [(E,) (A,) B, (alpha,) beta]."""
+    scales = {"data": 2, "power": 1, "joint": 3}[form]  # leading log-scale entries
     out = theta.copy()
     with np.errstate(over="ignore"):  # a degenerate bootstrap replicate may run off to inf
-        out[:, : 1 + k] = np.exp(theta[:, : 1 + k])
+        out[:, :scales] = np.exp(theta[:, :scales])
     return out

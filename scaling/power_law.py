@@ -32,7 +32,15 @@ from typing import Any
 import numpy as np
 
 from scaling.formatting import json_safe
-from scaling.law import HUBER_DELTA, PARAM_NAMES, Form, natural_params, predict_log_loss, start_grid
+from scaling.law import (
+    HUBER_DELTA,
+    LAW_TEXT,
+    PARAM_NAMES,
+    Form,
+    natural_params,
+    predict_log_loss,
+    start_grid,
+)
 from scaling.optimise import GRID_FTOL, GRID_MAX_ITER, minimise_from_starts, one_blas_thread, polish
 
 __all__ = ["BOOTSTRAP_STARTS", "LEVEL", "PowerLawFit", "fit_power_law", "percentiles"]
@@ -66,6 +74,8 @@ class PowerLawFit:
     theta: np.ndarray | None = None
     """Best log-space parameters [e, (a,) b, (α,) β]."""
     objective: float = math.nan
+    rss: float = math.nan
+    """Sum of squared log residuals of the full-data fit (for AICc, `scaling.identify`)."""
     n_points: int = 0
     boot_theta: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
     """One row of θ per bootstrap replicate."""
@@ -132,13 +142,14 @@ class PowerLawFit:
                 **self.params,
                 "intervals": self.intervals,
                 "objective": self.objective,
+                "rss": self.rss,
                 "n_points": self.n_points,
                 "bootstrap": len(self.boot_theta),
             }
         )
 
     def _logx(self, d: Any, n: Any) -> np.ndarray:
-        if self.form == "data":
+        if self.form != "joint":
             return np.log(np.asarray(d, dtype=float)).reshape(-1, 1)
         n_arr, d_arr = np.broadcast_arrays(np.asarray(n, dtype=float), np.asarray(d, dtype=float))
         return np.column_stack([np.log(n_arr).ravel(), np.log(d_arr).ravel()])
@@ -154,13 +165,17 @@ def fit_power_law(
     seed: int | np.random.SeedSequence = 0,
     delta: float = HUBER_DELTA,
     names: tuple[str, str, str] = ("d", "loss", "n"),
+    floor: bool = True,
 ) -> PowerLawFit:
-    """Fit L(D) = E + B/D^β (n None) or L(N, D) = E + A/N^α + B/D^β, with `bootstrap`
-    replicates. Data that cannot determine the parameters (too few distinct budgets or sizes)
-    gives `ok=False` and a message; invalid data (non-finite or non-positive values, all losses
-    equal) raises ValueError naming the column (`names`: labels of d, loss, n)."""
+    """Fit L(D) = E + B/D^β (n None), L(D) = B/D^β (n None, floor=False) or L(N, D) =
+    E + A/N^α + B/D^β, with `bootstrap` replicates. Data that cannot determine the parameters
+    (too few distinct budgets or sizes) gives `ok=False` and a message; invalid data
+    (non-finite or non-positive values, all losses equal) raises ValueError naming the column
+    (`names`: labels of d, loss, n)."""
     start_time = time.perf_counter()
-    form: Form = "data" if n is None else "joint"
+    if n is not None and not floor:
+        raise ValueError("the joint law always has its floor E (floor=False is for L(D))")
+    form: Form = "joint" if n is not None else "data" if floor else "power"
     logx, logy = _log_inputs(d, loss, n, names)
     problem, caveat = _identifiability(logx, form, names)
     if problem:
@@ -180,6 +195,7 @@ def fit_power_law(
         message=caveat,
         theta=theta,
         objective=objective,
+        rss=float(np.sum((logy - predict_log_loss(theta, logx)) ** 2)),
         n_points=len(logy),
         boot_theta=boot_theta,
         boot_noise=noise,
@@ -234,11 +250,11 @@ def _identifiability(
     n_params = len(PARAM_NAMES[form])
     distinct = [len(np.unique(logx[:, j])) for j in range(logx.shape[1])]
     points = len(np.unique(logx, axis=0))
-    labels = [names[0]] if form == "data" else [names[2], names[0]]
+    labels = [names[0]] if form != "joint" else [names[2], names[0]]
     counts = dict(zip(labels, distinct, strict=True))
     described = ", ".join(f"{count} distinct '{label}'" for label, count in counts.items())
-    if form == "data" and distinct[0] < 3:
-        return f"{described} values; E + B/D^β needs at least 3", None
+    if form != "joint" and distinct[0] < 3:  # B/D^β too: two budgets leave nothing to test it
+        return f"{described} values; {LAW_TEXT[form]} needs at least 3", None
     if min(distinct) < 2 or points < n_params:
         return (
             f"{points} distinct points ({described}); the joint law needs ≥ {n_params} points "

@@ -44,8 +44,9 @@ def headline_section(primary: Analysis, figures: dict[str, Path]) -> str:
         + figure(
             figures.get("headline"),
             "held-out loss vs training data per model size",
-            "Points: seed mean, bars: min–max over seeds. Lines: fitted L(D) = E + B / D^β per "
-            "family, shaded: 95 % prediction band. Dashed grey: the traditional baseline.",
+            "Points: seed mean, bars: min–max over seeds. Lines: each family's fitted law "
+            "(E + B / D^β or B / D^β, whichever AICc supports), shaded: 95 % prediction band. "
+            "Dashed grey: the traditional baselines.",
         )
         + (note("No fitted curve for " + "; ".join(no_curve)) if no_curve else "")
         + "</section>"
@@ -73,11 +74,18 @@ def fits_section(analyses: dict[str, Analysis | None]) -> str:
     primary = analyses[PRIMARY]
     parts = [
         '<section id="fits"><h2>Fits</h2>',
-        "<p>Per family: L(D) = E + B / D<sup>β</sup>, 95 % bootstrap intervals in brackets. "
-        "Gain: the relative fall in loss from doubling the data — measured over the last "
-        "doubling in the grid, fitted for the next doubling beyond it. A family has plateaued "
-        "when the fitted gain's lower bound is at most the minimum gain that counts.</p>",
+        "<p>Per family, two laws are fitted to every seed's points: L(D) = E + B / D<sup>β</sup> "
+        "and L(D) = B / D<sup>β</sup> (no floor). The floor is kept only when it lowers AICc "
+        "(small-sample AIC of the log residuals) by more than 2; otherwise the points cannot "
+        "tell the two apart and the simpler law is used. 95 % bootstrap intervals in brackets. "
+        "A parameter the data do not identify (at its bound, an unbounded interval, or no "
+        "residual degree of freedom) is shown as <em>not identified</em>, never as a number; "
+        "the note says why and what data would pin it. Gain: the relative fall in loss from "
+        "doubling the data — measured over the last doubling in the grid, fitted for the next "
+        "doubling beyond it. A family has plateaued when the fitted gain's lower bound is at "
+        "most the minimum gain that counts.</p>",
         _family_table(primary),
+        _alternatives_table(primary),
         _joint_table(primary),
     ]
     for metric in ("sim", "wer"):
@@ -100,6 +108,7 @@ def _family_table(analysis: Analysis) -> str:
         "family",
         "params",
         "budgets",
+        "law",
         "E",
         "B",
         "β",
@@ -111,7 +120,6 @@ def _family_table(analysis: Analysis) -> str:
     body = []
     for name, fam in _ordered_families(analysis):
         fit = fam.get("fit") or {}
-        intervals = fit.get("intervals") or {}
         plateau = fam.get("plateau") or {}
         ok = bool(fit.get("ok"))
         body.append(
@@ -119,9 +127,8 @@ def _family_table(analysis: Analysis) -> str:
                 name,
                 human_count(fam.get("params")),
                 str(len(fam.get("points") or [])),
-                fmt_with_interval(fit.get("E"), intervals.get("E")) if ok else MISSING,
-                fmt_with_interval(fit.get("B"), intervals.get("B")) if ok else MISSING,
-                fmt_with_interval(fit.get("beta"), intervals.get("beta")) if ok else MISSING,
+                str(fit.get("law") or MISSING) if ok else MISSING,
+                *(_param_cell(fit, name) for name in ("E", "B", "beta")),
                 percent_2sig(plateau.get("measured_gain")),
                 percent_2sig_with_interval(
                     plateau.get("fitted_gain_2x"), plateau.get("fitted_gain_2x_ci")
@@ -135,12 +142,60 @@ def _family_table(analysis: Analysis) -> str:
     return f'<div id="fit-table">{table(headers, body)}</div>'
 
 
+def _param_cell(fit: Analysis, name: str) -> Cell:
+    """A fitted parameter with its interval; "not identified"; or "no floor" for E of B/D^β."""
+    if not fit.get("ok"):
+        return MISSING
+    if name in (fit.get("not_identified") or {}):
+        return ("not identified", "bad")
+    if name not in fit:
+        return "0 (no floor)" if name == "E" else MISSING
+    return fmt_with_interval(fit.get(name), (fit.get("intervals") or {}).get(name))
+
+
+def _identification_note(fit: Analysis) -> str:
+    unknown = fit.get("not_identified") or {}
+    return " ".join(f"{name} not identified: {why}." for name, why in unknown.items())
+
+
 def _family_note(fit: Analysis, plateau: Analysis) -> str:
-    """The fit's caveat, or why there is no curve and how the plateau call was made then (the
-    plateau note repeats the fit's message, so it replaces it)."""
+    """The law's selection and the fit's caveats, or why there is no curve and how the
+    plateau call was made then (the plateau note repeats the fit's message, so it replaces
+    it)."""
     if fit.get("ok"):
-        return str(fit.get("message") or "")
+        reason = (fit.get("selection") or {}).get("reason")
+        parts = [str(reason or ""), str(fit.get("message") or ""), _identification_note(fit)]
+        return " ".join(p for p in parts if p)
     return str(plateau.get("note") or f"no fit: {fit.get('message') or 'no reason given'}")
+
+
+def _alternatives_table(analysis: Analysis) -> str:
+    """Both laws for every family, with AICc: what the selection chose between."""
+    body = []
+    for name, fam in _ordered_families(analysis):
+        for law, fit in ((fam.get("fit") or {}).get("alternatives") or {}).items():
+            body.append(
+                [
+                    name,
+                    law,
+                    fmt_number((fit or {}).get("aicc"), 3),
+                    *(_param_cell(fit or {}, p) for p in ("E", "B", "beta")),
+                    (
+                        _identification_note(fit or {})
+                        if (fit or {}).get("ok")
+                        else f"no fit: {(fit or {}).get('message')}",
+                        "text",
+                    ),
+                ]
+            )
+    if not body:
+        return ""
+    headers = ["family", "law", "AICc", "E", "B", "β", "note"]
+    return (
+        "<details><summary>Both laws per family (AICc: lower is better)</summary>"
+        + table(headers, body)
+        + "</details>"
+    )
 
 
 def _plateau_verdict(plateau: Analysis) -> Cell:
@@ -174,8 +229,14 @@ def _joint_table(analysis: Analysis) -> str:
     if not joint.get("ok"):
         return note(f"Joint fit L(N, D) failed: {joint.get('message') or 'no reason given'}")
     intervals = joint.get("intervals") or {}
+    unknown = joint.get("not_identified") or {}
     names = {"E": "E", "A": "A", "alpha": "α", "B": "B", "beta": "β"}
-    body = [[names[k], fmt_number(joint.get(k)), fmt_interval(intervals.get(k))] for k in names]
+    body: list[list[Cell]] = [
+        [names[k], ("not identified", "bad"), (unknown[k], "text")]
+        if k in unknown
+        else [names[k], fmt_number(joint.get(k)), fmt_interval(intervals.get(k))]
+        for k in names
+    ]
     sizes = ", ".join(str(s) for s in joint.get("sizes") or [])
     caveat = f" Caveat: {esc(joint['message'])}." if joint.get("message") else ""
     intro = (
@@ -235,11 +296,14 @@ def joint_section(primary: Analysis, figures: dict[str, Path]) -> str:
             figure(
                 figures["frontier"],
                 "held-out loss vs training compute",
-                "Left: every finished neural trial by training FLOPs, the frontier of the best "
-                "loss per compute. Right (when the joint fit allows): the compute-optimal model "
-                "size N*(C).",
+                "Left: every finished neural trial by its measured training FLOPs, the "
+                "frontier of the best loss per compute. Right (when the sweep and the joint "
+                "fit allow): the compute-optimal model size N*(C).",
             )
         )
+        absent = (primary.get("frontier") or {}).get("optimal_absent")
+        if absent:
+            parts.append(note(f"No compute-optimal allocation: {absent}."))
     else:
         parts.append(
             note("No compute frontier: no finished neural trial with its training FLOPs recorded.")

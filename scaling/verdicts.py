@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from scaling.formatting import count_text, percent, sig4
-from scaling.law import PARAM_NAMES
+from scaling.law_names import LAW_TEXT
 
 __all__ = ["verdict"]
 
@@ -31,11 +31,18 @@ def _plateau_sentence(name: str, family: dict[str, Any], label: str) -> str:
     state = "plateaued" if plateau["plateaued"] else "still improving"
     if plateau["basis"] == "fit":
         lo, hi = plateau["fitted_gain_2x_ci"]
+        law = family["fit"].get("law")
+        floorless = (
+            f" Law {law}: these points show no floor, so the fitted gain per doubling is the "
+            "same at every budget (1 − 2^−β)."
+            if law == LAW_TEXT["power"]
+            else ""
+        )
         return (
             f"{name}: {state} — doubling data beyond {count_text(d_max)} utterances is "
             f"predicted to cut {label} by {percent(plateau['fitted_gain_2x'])} (95 % CI "
             f"{percent(lo)} to {percent(hi)}; plateau means the lower bound is ≤ "
-            f"{percent(plateau['min_gain'])})."
+            f"{percent(plateau['min_gain'])}).{floorless}"
         )
     if plateau["measured_gain"] is None:
         return f"{name}: cannot tell — {plateau['note']}."
@@ -70,13 +77,16 @@ def _joint_sentence(joint: dict[str, Any] | None, label: str) -> str:
 def _extrapolation_sentence(extrapolation: dict[str, Any]) -> str:
     checks = [c for c in extrapolation["families"].values() if c.get("ok")]
     if not checks:
-        return "Extrapolation check: no family had enough budgets to refit without its largest."
+        return (
+            "Extrapolation check: no family had enough points below its largest budget to refit "
+            "with a residual degree of freedom left."
+        )
     covered = sum(bool(c["covered"]) for c in checks)
     worst = max(abs(c["relative_error"]) for c in checks)
-    widthless = sum(c["n_points"] <= len(PARAM_NAMES["data"]) for c in checks)
+    unchecked = len(extrapolation["families"]) - len(checks)
     caveat = (
-        f"; {widthless} had no more points than parameters, so no real interval to test"
-        if widthless
+        f"; {unchecked} could not be checked (too few points below the largest budget)"
+        if unchecked
         else ""
     )
     joint = extrapolation["joint"]

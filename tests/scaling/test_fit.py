@@ -353,7 +353,18 @@ def test_analysis_has_the_agreed_shape_and_is_strict_json(analysis):
     assert list(analysis["families"]) == ["s", "m", "l", "xl", "baseline"]
     for family in analysis["families"].values():
         assert set(family) >= {"kind", "params", "points", "fit", "curve", "plateau"}
-        assert set(family["fit"]) >= {"ok", "message", "E", "B", "beta", "intervals", "objective"}
+        assert set(family["fit"]) >= {
+            "ok",
+            "message",
+            "law",
+            "B",
+            "beta",
+            "intervals",
+            "objective",
+            "not_identified",
+            "selection",
+            "alternatives",
+        }
         assert set(family["plateau"]) >= {
             "measured_gain",
             "fitted_gain_2x",
@@ -361,7 +372,17 @@ def test_analysis_has_the_agreed_shape_and_is_strict_json(analysis):
             "plateaued",
             "basis",
         }
-    assert set(analysis["joint"]) >= {"ok", "E", "A", "B", "alpha", "beta", "intervals"}
+    assert set(analysis["joint"]) >= {
+        "ok",
+        "E",
+        "A",
+        "B",
+        "alpha",
+        "beta",
+        "intervals",
+        "not_identified",
+        "surface",
+    }
     assert set(analysis["joint"]["forecast"]) >= {
         "d_max",
         "n_max",
@@ -370,7 +391,7 @@ def test_analysis_has_the_agreed_shape_and_is_strict_json(analysis):
         "loss_next_size",
         "loss_2x_data",
     }
-    assert set(analysis["frontier"]) == {"points", "k", "optimal"}
+    assert set(analysis["frontier"]) == {"points", "k", "k_spread", "optimal", "optimal_absent"}
     assert set(analysis["extrapolation"]) >= {"dropped_d", "families", "joint"}
     assert analysis["verdict"] and all(isinstance(line, str) for line in analysis["verdict"])
 
