@@ -196,6 +196,19 @@ class SweepTracker:
         self._log_metrics(self.parent_run_id, summary, step=0)
         self.client.set_terminated(self.parent_run_id, status=status)
 
+    def log_forecast(
+        self, forecast: dict[str, Any], metrics: dict[float, dict[str, float]]
+    ) -> None:
+        """The sweep's forecast on its parent run: `forecast` as the artifact forecast.json,
+        and `metrics` (made-at time in seconds → {name: value}) stamped with the time each
+        forecast was made, so logging the same forecast again stores nothing new."""
+        if self.parent_run_id is None and self.find_parent() is None:
+            return
+        assert self.parent_run_id is not None
+        self.client.log_dict(self.parent_run_id, forecast, "forecast.json")
+        for made_at, values in metrics.items():
+            self._log_metrics(self.parent_run_id, values, step=0, timestamp_ms=int(1000 * made_at))
+
     # -- runs a dead driver left behind -------------------------------------------------------
 
     def close_stale_runs(self) -> list[str]:

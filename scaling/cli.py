@@ -180,10 +180,18 @@ def add_sweep_parser(commands: Any) -> None:
     )
     sweep.add_argument("--runs-dir", type=Path, default=Path("runs"), help="default: runs/")
     _add_run_options(sweep)
-    sweep.add_argument(
+    look = sweep.add_mutually_exclusive_group()
+    look.add_argument(
         "--dry-run",
         action="store_true",
         help="print the plan and the pre-flight checks (exit 2 if one fails), run nothing",
+    )
+    look.add_argument(
+        "--forecast-only",
+        action="store_true",
+        help="print the forecast (95 %% prediction intervals) and the estimated cost of every "
+        "trial not run yet, from the finished cheap trials; run nothing (exit 2 if those "
+        "are not all finished)",
     )
     sweep.add_argument("--promote", action="store_true", help="then run `voicescale promote`")
     sweep.add_argument(
@@ -203,6 +211,11 @@ def _sweep(args: argparse.Namespace) -> int:
     sweep = load_config(SweepConfig, args.config)
     if args.set:
         sweep = with_overrides(sweep, args.set)
+    if args.forecast_only:
+        from scaling.sweep import plan_sweep
+        from scaling.sweep_forecast import forecast_only
+
+        return forecast_only(sweep, plan_sweep(sweep, args.runs_dir.resolve()))
     return run_sweep(
         sweep,
         runs_dir=args.runs_dir.resolve(),
@@ -248,6 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     from cluster.tracking import TrackingUnavailable
     from eval.errors import JudgeUnavailable
     from scaling.promote import PromotionError
+    from scaling.sweep_forecast import ForecastNotReady
     from store.outcome import OutcomeError
     from store.results_file import ResultsError
     from store.runs_lock import SweepLocked
@@ -260,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     except (
         ConfigError,
         CorpusError,
+        ForecastNotReady,
         JudgeUnavailable,
         OutcomeError,
         ResultsError,

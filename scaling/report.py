@@ -10,8 +10,8 @@ Every row is accounted for: done rows feed the fits, diverged and failed rows ar
 their error, and done rows without a metric are named as excluded rather than dropped.
 
 The parts: `scaling.report_rows` (what the rows say directly), `scaling.figures` (matplotlib),
-`scaling.report_html` (building blocks), `scaling.report_trials` and `scaling.report_fits`
-(the sections); the fits themselves are `scaling.analysis`.
+`scaling.report_html` (building blocks), `scaling.report_trials`, `scaling.report_fits` and
+`scaling.report_forecast` (the sections); the fits themselves are `scaling.analysis`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scaling.figures import draw_figures
+from scaling.forecast import Forecast
 from scaling.formatting import json_safe
 from scaling.points import measured_rows
 from scaling.report_fits import (
@@ -32,7 +33,9 @@ from scaling.report_fits import (
     joint_section,
     sim_wer_section,
 )
+from scaling.report_forecast import NO_FORECAST, forecast_section, read_forecast
 from scaling.report_html import CSS, esc
+from scaling.report_protocol import protocol_section
 from scaling.report_rows import METRICS, PRIMARY, Analysis
 from scaling.report_trials import (
     seed_figure_section,
@@ -76,6 +79,7 @@ def build_report(
     analyses = analyse_sweep(rows, bootstrap=bootstrap, seed=seed)
     (sweep_dir / "fits.json").write_text(json.dumps(json_safe(analyses), indent=2) + "\n")
     figures = draw_figures(rows, analyses, sweep_dir / "figures")
+    forecast, why = read_forecast(sweep_dir)
     page = render_html(
         sweep_dir.name,
         rows,
@@ -84,6 +88,8 @@ def build_report(
         bootstrap=bootstrap,
         seed=seed,
         cost_per_gpu_hour=cost_per_gpu_hour,
+        forecast=forecast,
+        no_forecast_why=why,
     )
     path = sweep_dir / "report.html"
     path.write_text(page, encoding="utf-8")
@@ -135,9 +141,11 @@ def render_html(
     bootstrap: int,
     seed: int,
     cost_per_gpu_hour: float | None = None,
+    forecast: Forecast | None = None,
+    no_forecast_why: str = NO_FORECAST,
 ) -> str:
     """The whole page: verdict and status first, then figures, fit tables, the extrapolation
-    check and every trial."""
+    check, the sweep's forecast against what it measured, and every trial."""
     primary = analyses.get(PRIMARY)
     sections = [
         f"<h1>Scaling report — {esc(sweep)}</h1>",
@@ -147,6 +155,7 @@ def render_html(
         verdict_section(primary, rows),
         seed_figure_section(rows),
         status_section(rows),
+        protocol_section(rows),
     ]
     if primary is not None:
         sections += [
@@ -156,6 +165,7 @@ def render_html(
             joint_section(primary, figures),
             extrapolation_section(primary),
         ]
+    sections.append(forecast_section(forecast, rows, no_forecast_why))
     sections.append(trials_section(rows))
     sections.append(time_section(rows, cost_per_gpu_hour))
     body = "\n".join(s for s in sections if s)

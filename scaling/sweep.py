@@ -3,23 +3,28 @@ record every trial in MLflow and results.jsonl, then fit and report.
 
 Re-running the same command is the way to resume: finished trials (`done`, `diverged`) are
 skipped, unfinished ones resume from their last checkpoint, failed ones are tried again.
+
+Forecast, then measure: on a grid of ≥ 4 budgets the trials at the cheap budgets run first;
+then the sweep fits them, writes a forecast of every other trial (forecast.json and MLflow),
+and only then launches those (`scaling.sweep_forecast` has the rules).
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scaling.seed_figure import describe_seed_figure
+from scaling.sweep_plan import SweepPlan, plan_sweep
 from scaling.timing import sweep_timing
 from store.lineage import git_commit
-from store.outcome import read_outcome
 from store.paths import SweepPaths
-from store.records import FINAL_STATUSES, ResultRow
-from store.results_file import ResultsError, load_results, load_rows, repair_torn_tail
+from store.records import ResultRow
+from store.results_file import load_results, load_rows, repair_torn_tail
 from training.config import ConfigError, SweepConfig, TrialConfig, config_hash, to_dict
 
 if TYPE_CHECKING:
@@ -32,53 +37,11 @@ EXIT_TRACKING_DOWN = 75
 """EX_TEMPFAIL: every trial is in results.jsonl, MLflow is behind; run it again later."""
 
 
-@dataclass(frozen=True)
-class SweepPlan:
-    """Which trials of the grid run now, and why the others do not."""
-
-    sweep: SweepConfig
-    paths: SweepPaths
-    trials: list[TrialConfig]
-    actions: dict[str, str]
-    """trial name → "skip (done)", "skip (diverged)", "run", "resume", "retry (failed)",
-    "record (finished)"."""
-
-    @property
-    def pending(self) -> list[TrialConfig]:
-        return [t for t in self.trials if not self.actions[t.name].startswith("skip")]
-
-
-def plan_sweep(sweep: SweepConfig, runs_dir: Path) -> SweepPlan:
-    """Compare the grid with results.jsonl. A row made from a different configuration of the
-    same trial name is an error: mixing them would corrupt the curves."""
-    paths = SweepPaths(runs_dir / sweep.name)
-    rows = load_results(paths.results)
-    trials = sweep.trials()
-    actions = {}
-    for trial in trials:
-        row = rows.get(trial.name)
-        if row is not None and row.config_hash not in (None, config_hash(trial)):
-            raise ResultsError(
-                f"{paths.results}: trial {trial.name} was run with a different configuration "
-                f"(config_hash {row.config_hash}, now {config_hash(trial)}); give the "
-                "sweep a new name, or delete that row to run it again"
-            )
-        outcome = read_outcome(paths.outcome(trial.name))
-        if row is not None and row.final:
-            actions[trial.name] = f"skip ({row.status})"
-        elif outcome is not None and outcome.status in FINAL_STATUSES:
-            actions[trial.name] = "record (finished)"
-        elif row is not None:
-            actions[trial.name] = f"retry ({row.status})"
-        elif paths.trial_dir(trial.name).exists():
-            actions[trial.name] = "resume"
-        else:
-            actions[trial.name] = "run"
-    return SweepPlan(sweep, paths, trials, actions)
-
-
 def format_plan(plan: SweepPlan) -> str:
+    from scaling.sweep_forecast import phase_note
+
     lines = [f"sweep {plan.sweep.name}: {len(plan.trials)} trials, {len(plan.pending)} to run"]
+    lines.append(f"  {phase_note(plan.sweep)}")
     lines.append(f"  {'trial':<28} {'kind':<9} {'budget':<10} {'resources':<16} action")
     for t in plan.trials:
         r = t.resources
@@ -233,14 +196,15 @@ def _run_pending(plan: SweepPlan, recorder: SweepRecorder, max_failures: int) ->
         for trial in to_run:
             check_launchable(trial, cluster_cpus=cluster["CPU"])
         concurrency = max_concurrency(to_run, cluster, plan.sweep.max_concurrent_trials)
-        run_trials(
-            to_run,
+        launch = partial(
+            run_trials,
             paths=plan.paths,
             corpus_root=corpus_root,
             recorder=recorder,
             concurrency=concurrency,
             max_failures=max_failures,
         )
+        _run_phases(plan, to_run, recorder, launch)
     missing = _count(plan.paths, names=list(recorder.trials))["missing"]
     if missing:
         print(
@@ -251,6 +215,36 @@ def _run_pending(plan: SweepPlan, recorder: SweepRecorder, max_failures: int) ->
         )
         return EXIT_INTERRUPTED
     return 0
+
+
+def _run_phases(
+    plan: SweepPlan,
+    to_run: list[TrialConfig],
+    recorder: SweepRecorder,
+    launch: Callable[[list[TrialConfig]], None],
+) -> None:
+    """The cheap trials, then — once every cheap trial of the grid has a row — the forecast
+    of the others, then those (`scaling.sweep_forecast`). An interrupted cheap phase
+    launches nothing more: the next run resumes it, and forecasts after it."""
+    from scaling.sweep_forecast import forecast_before_launch, split_phases
+
+    cheap, later = split_phases(plan.sweep, to_run)
+    if cheap:
+        launch(cheap)
+    if not later:
+        return
+    grid_cheap, _ = split_phases(plan.sweep, plan.trials)
+    if _count(plan.paths, names=[t.name for t in grid_cheap])["missing"]:
+        return
+    try:
+        forecast_before_launch(plan, later, recorder.queue)
+    except Exception as err:  # the forecast informs; it must never hold the trials back
+        print(
+            f"warning: no forecast made ({type(err).__name__}: {err}); launching the rest",
+            file=sys.stderr,
+            flush=True,
+        )
+    launch(later)
 
 
 def _count(paths: SweepPaths, names: list[str] | None = None) -> dict[str, int]:

@@ -190,6 +190,15 @@ def test_report_is_written(smoke_sweep: dict) -> None:
     assert "data:image/png;base64," in html and "The classic figure, checked" in html
 
 
+def test_a_two_budget_grid_runs_in_one_phase_without_a_forecast(smoke_sweep: dict) -> None:
+    """Two budgets cannot leave three to fit and one to forecast: no phase split, no
+    forecast.json, and the report says why (the split itself: tests/scaling/test_forecast.py)."""
+    assert "phases: one — the grid has 2 budget(s)" in smoke_sweep["resume_log"]
+    assert not (smoke_sweep["sweep_dir"] / "forecast.json").exists()
+    html = (smoke_sweep["sweep_dir"] / "report.html").read_text()
+    assert "<h2>Forecast vs measured</h2>" in html and "No forecast.json" in html
+
+
 def test_rerun_of_a_finished_sweep_changes_nothing(smoke_sweep: dict) -> None:
     sweep_dir = smoke_sweep["sweep_dir"]
     before = {
@@ -251,7 +260,7 @@ def test_promote_sets_champion_that_synthesises(smoke_sweep: dict, tmp_path: Pat
 
 
 MEASURED_FIELDS = ("val_loss", "sim", "sim_ci", "wer", "wer_ci", "eval_val_loss", "ceilings")
-MEASURED_FIELDS += ("failed_utterances", "stop_reason")
+MEASURED_FIELDS += ("failed_utterances", "stop_reason", "eval_val_loss_ci")
 
 
 def stable_rows(path: Path) -> list[dict]:
