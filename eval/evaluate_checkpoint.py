@@ -39,7 +39,7 @@ import soundfile as sf
 import torch
 from filelock import FileLock
 
-from eval.bootstrap import CI_METHOD, clustered_resamples
+from training.bootstrap import CI_METHOD, clustered_resamples
 from eval.errors import DecodeBounded
 from eval.judges import Judges
 from eval.result import EvalResult

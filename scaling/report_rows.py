@@ -110,7 +110,8 @@ class MetricPoint:
 
 
 def metric_points(rows: Iterable[ResultRow], metric: str) -> dict[str, list[MetricPoint]]:
-    """Per family, sorted by budget: seed-mean of `metric` and of its CI (`sim_ci`, `wer_ci`)."""
+    """Per family, sorted by budget: seed-mean of `metric` and of its CI (`val_loss_ci`, `sim_ci`,
+    `wer_ci`)."""
     groups: dict[tuple[str, float], list[ResultRow]] = defaultdict(list)
     for row in measured_rows(rows, metric):
         if finite(row.data_utterances):
@@ -131,8 +132,8 @@ def metric_points(rows: Iterable[ResultRow], metric: str) -> dict[str, list[Metr
 
 
 def _ci(row: ResultRow, metric: str) -> tuple[float, float] | None:
-    """The evaluation's confidence interval of `metric` (only SIM and WER have one)."""
-    return {"sim": row.sim_ci, "wer": row.wer_ci}.get(metric)
+    """The confidence interval of `metric` the row carries (val_loss: from training)."""
+    return {"val_loss": row.val_loss_ci, "sim": row.sim_ci, "wer": row.wer_ci}.get(metric)
 
 
 def _nanmean(values: Iterable[Any]) -> float:

@@ -40,6 +40,7 @@ class TrainSummary:
     epochs: float | None = None
     dev_loss: float | None = None
     train_speakers: int | None = None
+    val_loss_ci: tuple[float, float] | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -48,8 +49,9 @@ class TrainSummary:
         values: dict[str, Any] = {k: data[k] for k in typed if k in data}
         if values.get("divergence") is not None:
             values["divergence"] = Divergence(**values["divergence"])
-        if values.get("resumed_from") is not None:
-            values["resumed_from"] = tuple(values["resumed_from"])
+        for key in ("resumed_from", "val_loss_ci"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
         details = {k: v for k, v in data.items() if k not in typed}
         return cls(**values, details=details)
 
@@ -120,6 +122,7 @@ class TrialOutcome:
             epochs=train.epochs,
             dev_loss=train.dev_loss,
             train_speakers=train.train_speakers,
+            val_loss_ci=train.val_loss_ci,
             train_flops=train.train_flops,
             val_loss=train.val_loss,
             sim=evaluation.sim if evaluation else None,

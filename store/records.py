@@ -164,6 +164,9 @@ class ResultRow:
     """converged: the dev voices' loss of the checkpoint handed in (its stopping criterion)."""
     train_speakers: int | None = None
     """Distinct voices in the training budget."""
+    val_loss_ci: tuple[float, float] | None = None
+    """`val_loss`'s 95 % interval: speaker-clustered bootstrap over the held-out utterances it
+    is measured on (absent from rows written before it: None)."""
     finished_at: float | None = None
     error: str | None = None
 
@@ -207,7 +210,7 @@ class ResultRow:
             raise RowError(f"unknown field(s) {unknown}; a row has {sorted(known)}")
         values = dict(data)
         try:
-            for key in ("sim_ci", "wer_ci", "eval_val_loss_ci", "resumed_from"):
+            for key in ("sim_ci", "wer_ci", "eval_val_loss_ci", "val_loss_ci", "resumed_from"):
                 if values.get(key) is not None:
                     values[key] = tuple(values[key])
             if values.get("divergence") is not None:
@@ -241,6 +244,7 @@ class ResultRow:
             "train_speakers": self.train_speakers,
         }
         for key, interval in (
+            ("val_loss_ci", self.val_loss_ci),
             ("sim_ci", self.sim_ci),
             ("wer_ci", self.wer_ci),
             ("eval_val_loss_ci", self.eval_val_loss_ci),

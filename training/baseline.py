@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
+from training.bootstrap import clustered_bootstrap_ci
 from training.config import TrialConfig, to_dict
 from training.data import Example, TrialData
 from training.model import monotonic_alignment
@@ -42,6 +43,7 @@ __all__ = [
     "training_alignment",
     "training_references",
     "validation_loss",
+    "validation_loss_with_ci",
 ]
 
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -271,11 +273,22 @@ def _l1(
     durations: list[np.ndarray],
     refs: list[np.ndarray],
 ) -> float:
-    total, count = 0.0, 0
+    l1, cells = _l1_sums(model, examples, durations, refs)
+    return sum(l1) / sum(cells)
+
+
+def _l1_sums(
+    model: MelPredictor,
+    examples: list[Example],
+    durations: list[np.ndarray],
+    refs: list[np.ndarray],
+) -> tuple[list[float], list[int]]:
+    """Per utterance: the summed absolute log-mel error and the number of cells."""
+    l1, cells = [], []
     for e, d, r in zip(examples, durations, refs, strict=True):
-        total += float(np.abs(model.predict(e.phonemes, r, d) - e.mel).sum())
-        count += e.mel.size
-    return total / count
+        l1.append(float(np.abs(model.predict(e.phonemes, r, d) - e.mel).sum()))
+        cells.append(e.mel.size)
+    return l1, cells
 
 
 def _mean_durations(
@@ -410,6 +423,18 @@ def validation_loss(
     """Held-out L1 on log-mel with the corpus durations — the neural models' definition, and
     every traditional method's (any `MelPredictor`). Without timings the held-out utterances
     are aligned by `aligner`'s templates (default: `model`, which must then be ridge)."""
+    return validation_loss_with_ci(model, data, aligner, resamples=0)[0]
+
+
+def validation_loss_with_ci(
+    model: MelPredictor,
+    data: TrialData,
+    aligner: BaselineModel | None = None,
+    *,
+    resamples: int,
+) -> tuple[float, list[float] | None]:
+    """`validation_loss` and its speaker-clustered 95 % interval (`training.bootstrap`; None
+    with resamples 0)."""
     if all(e.durations is not None for e in data.val):
         durations = [e.durations for e in data.val]
     else:  # real speech: align with the trained model, as the neural models do
@@ -417,7 +442,12 @@ def validation_loss(
         if not isinstance(templates, BaselineModel):
             raise TypeError("held-out utterances without timings need a ridge `aligner`")
         durations = _viterbi_durations(templates, data.val, data.val_refs)
-    return _l1(model, data.val, durations, data.val_refs)
+    l1, cells = _l1_sums(model, data.val, durations, data.val_refs)
+    if not resamples:
+        return sum(l1) / sum(cells), None
+    speakers = [e.speaker for e in data.val]
+    interval = clustered_bootstrap_ci(speakers, l1, cells, resamples)
+    return sum(l1) / sum(cells), list(interval)
 
 
 def train_baseline(trial: TrialConfig, corpus_root: str | Path, out_dir: Path) -> dict[str, Any]:
@@ -426,12 +456,13 @@ def train_baseline(trial: TrialConfig, corpus_root: str | Path, out_dir: Path) -
     started = time.perf_counter()
     data = TrialData.load(trial, corpus_root)
     model, info = fit_baseline(data, trial.seed)
-    val = validation_loss(model, data)
+    val, val_ci = validation_loss_with_ci(model, data, resamples=trial.eval.bootstrap)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir, trial, data)
     return {
         "status": "done" if math.isfinite(val) else "diverged",
         "val_loss": val,
+        "val_loss_ci": val_ci,
         "params": model.num_parameters,
         "params_non_embedding": model.num_parameters,
         "train_flops": info["fit_flops"],

@@ -40,7 +40,7 @@ from training.baseline import (
     speaker_features,
     training_alignment,
     training_references,
-    validation_loss,
+    validation_loss_with_ci,
 )
 from training.config import TrialConfig, to_dict
 from training.data import Example, TrialData
@@ -373,12 +373,15 @@ def train_concatenative(
     started = time.perf_counter()
     data = TrialData.load(trial, corpus_root)
     model, info = fit_concatenative(data, trial.seed)
-    val = validation_loss(model, data, aligner=info["aligner"])
+    val, val_ci = validation_loss_with_ci(
+        model, data, info["aligner"], resamples=trial.eval.bootstrap
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir, trial, data)
     return {
         "status": "done" if math.isfinite(val) else "diverged",
         "val_loss": val,
+        "val_loss_ci": val_ci,
         "params": model.num_parameters,
         "params_non_embedding": model.num_parameters,
         "train_flops": info["fit_flops"],

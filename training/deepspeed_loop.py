@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from training.bootstrap import clustered_bootstrap_ci
 from training.config import TrialConfig
 from training.data import TrialData, batch_indices
 from training.distributed import import_deepspeed, mean_across_ranks
@@ -37,7 +38,7 @@ from training.loop_checkpoints import (
     report_finished_export,
     restore,
 )
-from training.losses import batch_loss, validation_loss
+from training.losses import batch_loss, validation_l1
 from training.model import VoiceCloner, count_parameters, train_flops_per_step
 from training.protocol import epochs_seen, eval_interval, stop_reason_at_cap, total_steps
 from training.weights import export_model, full_weights, parameter_digests, sync_buffers
@@ -285,9 +286,12 @@ def _validate(run: TrialRun, metrics: dict[str, Any]) -> str | None:
 
     def loss(split: str) -> float:
         lockstep = _zero3(engine)
-        return validation_loss(
+        value, l1, cells = validation_l1(
             engine.module, data, run.device, run.rank, run.world, lockstep=lockstep, split=split
         )
+        if split == "heldout":  # kept for the interval of the model handed in
+            state.val_l1, state.val_cells = l1.tolist(), cells.tolist()
+        return value
 
     split = "dev" if run.converged_protocol else "heldout"
     value = loss(split)
@@ -309,6 +313,15 @@ def _validate(run: TrialRun, metrics: dict[str, Any]) -> str | None:
         metrics["val_loss"] = state.last_val_loss = state.best_val_loss = loss("heldout")
     return None
     return "done"
+
+
+def _val_loss_ci(trial: TrialConfig, data: TrialData, state: TrainerState) -> list[float] | None:
+    """The speaker-clustered 95 % interval of the handed-in model's held-out loss."""
+    if len(state.val_l1) != len(data.val) or not data.val:
+        return None
+    speakers = [e.speaker for e in data.val]
+    interval = clustered_bootstrap_ci(speakers, state.val_l1, state.val_cells, trial.eval.bootstrap)
+    return list(interval)
 
 
 def _timing_summary(timing: dict[str, Any]) -> dict[str, float | None]:
@@ -403,6 +416,7 @@ def _finish(run: TrialRun, status: str) -> None:
         "train_speakers": data.train_speakers,
         # The exported (final) model's held-out loss, and the best seen during training.
         "val_loss": None if diverged else state.last_val_loss,
+        "val_loss_ci": None if diverged else _val_loss_ci(trial, data, state),
         "best_val_loss": state.best_val_loss,
         "train_loss": state.last_train_loss,
         "resumed_from": state.resumed_from,

@@ -57,6 +57,10 @@ class TrainerState:
     best_dev_loss: float = math.inf
     """`converged`: the dev voices' best loss so far, and the step that reached it."""
     best_step: int = 0
+    val_l1: list[float] = field(default_factory=list)
+    """Per held-out utterance, the summed L1 and its cells, of the model `last_val_loss` is
+    for: what its speaker-clustered interval resamples."""
+    val_cells: list[float] = field(default_factory=list)
     train_seconds: float = 0.0
     flops: float = 0.0
     first_train_loss: float = math.nan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from training.data import Batch, TrialData
@@ -63,22 +64,47 @@ def validation_loss(
     `lockstep`: every rank runs the same number of forward passes, as ZeRO-3 needs (each
     forward gathers the partitioned parameters from all ranks, so a rank with one batch fewer
     would leave the others waiting forever). The extra passes' outputs are discarded."""
+    return validation_l1(model, data, device, rank, world, lockstep=lockstep, split=split)[0]
+
+
+@torch.no_grad()
+def validation_l1(
+    model: torch.nn.Module,
+    data: TrialData,
+    device: torch.device,
+    rank: int,
+    world: int,
+    *,
+    lockstep: bool = False,
+    split: str = "heldout",
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """`validation_loss`, and per utterance (in the split's order, on every rank) the summed
+    absolute error and the number of cells it is over: what a speaker-clustered bootstrap of
+    the loss resamples (`training.bootstrap`)."""
     model.eval()
     total = torch.zeros(2, dtype=torch.float64)
+    n = len(data.dev if split == "dev" else data.val)
+    per_utterance = torch.zeros(2, n, dtype=torch.float64)
+    mine = list(range(rank, n, world))  # the order `val_batches` shards and batches in
     batches = data.val_batches(16, shard=rank, shards=world, split=split)
-    for batch in batches:
+    for b, batch in enumerate(batches):
         batch = batch.to(device)
         out = teacher_forced(model, batch)
         mask = sequence_mask(batch.mel_lens, batch.mel.shape[1])[..., None]
-        total[0] += float(((out.mel.float() - batch.mel).abs() * mask).sum())
+        errors = (out.mel.float() - batch.mel).abs() * mask
+        total[0] += float(errors.sum())
         total[1] += float(mask.sum()) * batch.mel.shape[-1]
+        at = mine[b * 16 : b * 16 + len(batch.mel_lens)]
+        per_utterance[0, at] = errors.sum(dim=(1, 2)).double().cpu()
+        per_utterance[1, at] = mask.sum(dim=(1, 2)).double().cpu() * batch.mel.shape[-1]
     if lockstep and world > 1:
         _forward_discarded(
             model, data, max_across_ranks(len(batches), world, device) - len(batches), device, split
         )
     model.train()
     total = sum_across_ranks(total, world, device)
-    return float(total[0] / total[1])
+    per_utterance = sum_across_ranks(per_utterance, world, device)
+    return float(total[0] / total[1]), per_utterance[0].numpy(), per_utterance[1].numpy()
 
 
 def _forward_discarded(

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from eval.bootstrap import (
+from training.bootstrap import (
     ClusteredResamples,
     bootstrap_ci,
     clustered_bootstrap_ci,
