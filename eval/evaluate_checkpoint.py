@@ -39,12 +39,12 @@ import soundfile as sf
 import torch
 from filelock import FileLock
 
-from training.bootstrap import CI_METHOD, clustered_resamples
 from eval.errors import DecodeBounded
 from eval.judges import Judges
 from eval.result import EvalResult
 from eval.speaker_similarity import SpeakerEmbedder, cosine
 from eval.word_error_rate import utterance_wer
+from training.bootstrap import CI_METHOD, clustered_resamples
 from training.config import EvalConfig, FeatureConfig, to_dict
 from training.corpus.audio import read_audio
 from training.corpus.features import FeatureStore, load_features

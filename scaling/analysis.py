@@ -24,7 +24,7 @@ from scaling.identify import FormChoice, choose_form, fit_json
 from scaling.law import LAW_TEXT
 from scaling.optimise import one_blas_thread
 from scaling.points import METRIC_TRANSFORMS, Point, family_sort_key, fit_points
-from scaling.power_law import LEVEL, PowerLawFit, fit_power_law, percentiles
+from scaling.power_law import LEVEL, PowerLawFit, fit_or_reason, percentiles
 from scaling.seed_figure import describe_seed_figure, seed_figure
 from scaling.verdicts import verdict
 from store.records import ResultRow
@@ -178,28 +178,11 @@ def _budget_points(points: list[Point]) -> list[BudgetPoint]:
     return out
 
 
-def _safe_fit(
-    d: list[float],
-    loss: list[float],
-    n: list[float] | None,
-    bootstrap: int,
-    seed: Any,
-    floor: bool = True,
-) -> PowerLawFit:
-    """A fit, or ok=False carrying the ValueError's message: one bad family never stops the
-    report."""
-    try:
-        return fit_power_law(d, loss, n, bootstrap=bootstrap, seed=seed, floor=floor)
-    except ValueError as err:
-        form = "joint" if n is not None else "data" if floor else "power"
-        return PowerLawFit(form=form, ok=False, message=str(err))
-
-
 def _choose_law(d: list[float], loss: list[float], bootstrap: int, seed: Any) -> FormChoice:
     """Both L(D) forms fitted to one family's points (every seed's row), and the one AICc
     supports (`scaling.identify.choose_form`). Both draw the same resamples (one seed)."""
-    with_floor = _safe_fit(d, loss, None, bootstrap, seed)
-    without_floor = _safe_fit(d, loss, None, bootstrap, seed, floor=False)
+    with_floor = fit_or_reason(d, loss, bootstrap=bootstrap, seed=seed)
+    without_floor = fit_or_reason(d, loss, bootstrap=bootstrap, seed=seed, floor=False)
     return choose_form(with_floor, without_floor)
 
 
@@ -263,12 +246,12 @@ def _analyse_joint(
     budgets = {float(p.row.data_utterances) for p in points}
     if len({n for n, _ in sizes}) < 2 or len(budgets) < 2:
         return None, None
-    fit = _safe_fit(
+    fit = fit_or_reason(
         [float(p.row.data_utterances) for p in points],
         [p.loss for p in points],
         [float(p.row.params) for p in points],
-        bootstrap,
-        seed,
+        bootstrap=bootstrap,
+        seed=seed,
     )
     summary = fit_json(fit, min(p.loss for p in points))
     summary["sizes"] = [name for _, name in sizes]

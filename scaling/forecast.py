@@ -213,40 +213,22 @@ class _Laws:
         import numpy as np
 
         from scaling.identify import choose_form
+        from scaling.power_law import fit_or_reason
 
         if (*key, metric) not in self._fits:
             d = [float(p.row.data_utterances) for p in points]
             loss = [p.loss for p in points]
             stream = np.random.SeedSequence([self.seed, zlib.crc32(f"{metric}/{key}".encode())])
+            fit_kw: dict[str, Any] = {"bootstrap": self.bootstrap, "seed": stream}
             if key[0] == "joint":
                 n = [float(p.row.params) for p in points]
-                fit = _safe_fit(d, loss, n, self.bootstrap, stream, floor=True)
+                fit = fit_or_reason(d, loss, n, **fit_kw)
             else:
                 fit = choose_form(
-                    _safe_fit(d, loss, None, self.bootstrap, stream, floor=True),
-                    _safe_fit(d, loss, None, self.bootstrap, stream, floor=False),
+                    fit_or_reason(d, loss, **fit_kw), fit_or_reason(d, loss, floor=False, **fit_kw)
                 ).chosen
             self._fits[(*key, metric)] = fit
         return self._fits[(*key, metric)]
-
-
-def _safe_fit(
-    d: list[float],
-    loss: list[float],
-    n: list[float] | None,
-    bootstrap: int,
-    seed: Any,
-    *,
-    floor: bool,
-) -> Any:
-    """`fit_power_law`, or a failed fit carrying the reason (e.g. every value equal)."""
-    from scaling.power_law import PowerLawFit, fit_power_law
-
-    try:
-        return fit_power_law(d, loss, n, bootstrap=bootstrap, seed=seed, floor=floor)
-    except ValueError as err:
-        form = "joint" if n is not None else "data" if floor else "power"
-        return PowerLawFit(form=form, ok=False, message=str(err))
 
 
 def _too_few(points: list[Point], n_params: int, *, sizes: int) -> str | None:

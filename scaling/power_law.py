@@ -43,7 +43,14 @@ from scaling.law import (
 )
 from scaling.optimise import GRID_FTOL, GRID_MAX_ITER, minimise_from_starts, one_blas_thread, polish
 
-__all__ = ["BOOTSTRAP_STARTS", "LEVEL", "PowerLawFit", "fit_power_law", "percentiles"]
+__all__ = [
+    "BOOTSTRAP_STARTS",
+    "LEVEL",
+    "PowerLawFit",
+    "fit_or_reason",
+    "fit_power_law",
+    "percentiles",
+]
 
 LEVEL = 0.95
 BOOTSTRAP_STARTS = 5
@@ -202,6 +209,24 @@ def fit_power_law(
         other_optima=other_optima,
         seconds=time.perf_counter() - start_time,
     )
+
+
+def fit_or_reason(
+    d: Sequence[float] | np.ndarray,
+    loss: Sequence[float] | np.ndarray,
+    n: Sequence[float] | np.ndarray | None = None,
+    *,
+    bootstrap: int = 1000,
+    seed: int | np.random.SeedSequence = 0,
+    floor: bool = True,
+) -> PowerLawFit:
+    """`fit_power_law`, or a failed fit (ok False) carrying the ValueError's message (e.g.
+    every value equal): one bad family never stops a report or a forecast."""
+    try:
+        return fit_power_law(d, loss, n, bootstrap=bootstrap, seed=seed, floor=floor)
+    except ValueError as err:
+        form: Form = "joint" if n is not None else "data" if floor else "power"
+        return PowerLawFit(form=form, ok=False, message=str(err))
 
 
 def _log_inputs(

@@ -39,6 +39,7 @@ __all__ = [
     "BaselineModel",
     "MelPredictor",
     "fit_baseline",
+    "fit_metrics",
     "train_baseline",
     "training_alignment",
     "training_references",
@@ -459,16 +460,30 @@ def train_baseline(trial: TrialConfig, corpus_root: str | Path, out_dir: Path) -
     val, val_ci = validation_loss_with_ci(model, data, resamples=trial.eval.bootstrap)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir, trial, data)
+    extra = {"position_bins": info["position_bins"], "alpha": info["alpha"]}
+    return fit_metrics(data, model.num_parameters, info["fit_flops"], (val, val_ci), started, extra)
+
+
+def fit_metrics(
+    data: TrialData,
+    parameters: int,
+    flops: float,
+    val: tuple[float, list[float] | None],
+    started: float,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """A traditional method's final metrics, the keys a neural trial reports where they
+    apply (`extra`: the method's own). `val`: the held-out loss and its interval; `started`:
+    `time.perf_counter()` when the trial began."""
     return {
-        "status": "done" if math.isfinite(val) else "diverged",
-        "val_loss": val,
-        "val_loss_ci": val_ci,
-        "params": model.num_parameters,
-        "params_non_embedding": model.num_parameters,
-        "train_flops": info["fit_flops"],
+        "status": "done" if math.isfinite(val[0]) else "diverged",
+        "val_loss": val[0],
+        "val_loss_ci": val[1],
+        "params": parameters,
+        "params_non_embedding": parameters,
+        "train_flops": flops,
         "steps": 0,
-        "position_bins": info["position_bins"],
-        "alpha": info["alpha"],
+        **extra,
         "train_seconds": time.perf_counter() - started,
         "data_utterances": len(data.train),
         "data_hours": data.hours,

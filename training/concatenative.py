@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from training.baseline import (
+    fit_metrics,
     phoneme_classes,
     speaker_features,
     training_alignment,
@@ -378,18 +378,5 @@ def train_concatenative(
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save(out_dir, trial, data)
-    return {
-        "status": "done" if math.isfinite(val) else "diverged",
-        "val_loss": val,
-        "val_loss_ci": val_ci,
-        "params": model.num_parameters,
-        "params_non_embedding": model.num_parameters,
-        "train_flops": info["fit_flops"],
-        "steps": 0,
-        "units": info["units"],
-        "train_seconds": time.perf_counter() - started,
-        "data_utterances": len(data.train),
-        "data_hours": data.hours,
-        "protocol": "fit",  # closed form: no iterations, nothing to converge
-        "train_speakers": data.train_speakers,
-    }
+    extra = {"units": info["units"]}
+    return fit_metrics(data, model.num_parameters, info["fit_flops"], (val, val_ci), started, extra)

@@ -10,13 +10,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from eval.evaluate_checkpoint import _aggregate, _failed
 from training.bootstrap import (
     ClusteredResamples,
     bootstrap_ci,
     clustered_bootstrap_ci,
     clustered_resamples,
 )
-from eval.evaluate_checkpoint import _aggregate, _failed
 
 
 def width(interval: tuple[float, float]) -> float:
