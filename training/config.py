@@ -163,7 +163,12 @@ class OptimConfig:
 
 Protocol = Literal["steps", "converged", "compute"]
 
-_PROTOCOL_DEFAULTS: dict[str, Any] = {"protocol": "steps", "max_epochs": 30.0, "samples_seen": None}
+_PROTOCOL_DEFAULTS: dict[str, Any] = {
+    "protocol": "steps",
+    "max_epochs": 30.0,
+    "min_steps": 0,
+    "samples_seen": None,
+}
 
 
 @frozen_config
@@ -174,12 +179,16 @@ class TrainingConfig:
     """What "training on D utterances" means.
     steps: `steps`, or the step rule below — more data then also means more updates, so the
     data axis carries compute with it. converged: train until the dev voices' loss has not
-    improved for `early_stop_patience` evaluations (evaluated at least once per epoch), capped
-    at `max_epochs`; the best checkpoint is exported and judged — the x-axis is the amount of
-    data. compute: a fixed number of utterances seen (`samples_seen`) whatever the budget, as
-    in Chinchilla's fixed-tokens runs (small budgets repeat, large ones are not seen whole)."""
+    improved for `early_stop_patience` validations (one per epoch, or per `eval_every` steps
+    when an epoch is shorter), capped at `max_epochs` epochs or `min_steps` steps, whichever
+    is more; the best checkpoint is exported and judged — the x-axis is the amount of data.
+    compute: a fixed number of utterances seen (`samples_seen`) whatever the budget, as in
+    Chinchilla's fixed-tokens runs (small budgets repeat, large ones are not seen whole)."""
     max_epochs: PositiveFloat = 30.0
-    """converged: the most passes over the budget before training stops anyway."""
+    """converged: the most passes over the budget before training stops anyway..."""
+    min_steps: NonNegative = 0
+    """converged: ...unless that is fewer steps than this (a small budget needs many passes
+    to converge: 8 epochs of 32 utterances are 32 steps, inside the warm-up)."""
     samples_seen: Positive | None = None
     """compute: utterances seen in training (steps = ceil(samples_seen / batch_size))."""
     steps: Positive | None = None

@@ -4,7 +4,8 @@
 
     steps      `training.steps`, or round(steps_per_sqrt_utterance · √utterances)
     converged  until the dev voices' loss has not improved for `early_stop_patience`
-               validations, capped at `max_epochs` passes; the best checkpoint is handed in
+               validations, capped at max(`max_epochs` passes, `min_steps`); the best
+               checkpoint is handed in
     compute    ceil(samples_seen / batch_size) steps, whatever the budget
 
 No torch here: the sweep's planner and forecast use the same rules without loading it.
@@ -27,7 +28,7 @@ def total_steps(trial: TrialConfig, n_train: int) -> int:
     """The step budget (under `converged`, its cap)."""
     t = trial.training
     if t.protocol == "converged":
-        return max(1, math.ceil(t.max_epochs * n_train / t.batch_size))
+        return max(1, t.min_steps, math.ceil(t.max_epochs * n_train / t.batch_size))
     if t.protocol == "compute":
         return max(1, math.ceil((t.samples_seen or 0) / t.batch_size))
     if t.steps is not None:
@@ -38,12 +39,15 @@ def total_steps(trial: TrialConfig, n_train: int) -> int:
 
 
 def eval_interval(trial: TrialConfig, n_train: int) -> int:
-    """Steps between validations: `eval_every`, and under `converged` at least once per epoch
-    (a small budget must not run many epochs past its best point between two looks)."""
+    """Steps between validations: `eval_every`; under `converged` one epoch, or `eval_every`
+    steps when an epoch is shorter. Patience then counts epochs on a large budget — the dev
+    loss of a quarter epoch is mostly noise (measured: an l model stopped after 1.5 epochs
+    of 2,048 utterances, 0.07 worse than at 256) — and a small budget is not validated every
+    few steps."""
     every = trial.training.eval_every
     if trial.training.protocol != "converged":
         return every
-    return max(1, min(every, n_train // trial.training.batch_size))
+    return max(every, n_train // trial.training.batch_size, 1)
 
 
 def epochs_seen(trial: TrialConfig, steps: int, n_train: int) -> float:

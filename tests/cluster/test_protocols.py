@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 
 def converged_trial(corpus, **training) -> TrialConfig:
-    """xs on 32 utterances, batch 8: 4 steps an epoch, a validation every epoch."""
+    """xs on 32 utterances, batch 8: 4 steps an epoch, a validation every epoch (4 steps)."""
     return TrialConfig(
         model=MODEL_LADDER["xs"],
         data=DataConfig(
@@ -39,7 +39,7 @@ def converged_trial(corpus, **training) -> TrialConfig:
             protocol="converged",
             batch_size=8,
             checkpoint_every=4,
-            **{"max_epochs": 10, "early_stop_patience": 2, "eval_every": 64} | training,
+            **{"max_epochs": 10, "early_stop_patience": 2, "eval_every": 4} | training,
         ),
         deepspeed=DeepSpeedConfig(zero_stage=0),
         resources=ResourcesConfig(num_workers=1),
