@@ -312,7 +312,6 @@ def _validate(run: TrialRun, metrics: dict[str, Any]) -> str | None:
         run.best_weights = full_weights(engine)  # a collective under ZeRO-3: every rank
         metrics["val_loss"] = state.last_val_loss = state.best_val_loss = loss("heldout")
     return None
-    return "done"
 
 
 def _val_loss_ci(trial: TrialConfig, data: TrialData, state: TrainerState) -> list[float] | None:
