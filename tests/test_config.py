@@ -16,6 +16,7 @@ from training.config import (
     SweepConfig,
     SweepGrid,
     SyntheticCorpusConfig,
+    TrainingConfig,
     TrialConfig,
     config_hash,
     from_dict,
@@ -491,3 +492,12 @@ def test_a_size_off_the_ladder_gives_every_dimension(tmp_path):
         "tiny-u256-seed0",
         "tiny-u1024-seed0",
     ]
+
+
+def test_protocols_name_the_field_they_need():
+    with pytest.raises(ValueError, match="early_stop_patience"):
+        TrainingConfig(protocol="converged")
+    with pytest.raises(ValueError, match="steps: fixes the step count"):
+        TrainingConfig(protocol="converged", early_stop_patience=2, steps=10)
+    with pytest.raises(ValueError, match="samples_seen"):
+        TrainingConfig(protocol="compute")
