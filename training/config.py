@@ -176,19 +176,13 @@ class TrainingConfig:
     """How long and how a trial trains."""
 
     protocol: Protocol = "steps"
-    """What "training on D utterances" means.
-    steps: `steps`, or the step rule below — more data then also means more updates, so the
-    data axis carries compute with it. converged: train until the dev voices' loss has not
-    improved for `early_stop_patience` validations (one per epoch, or per `eval_every` steps
-    when an epoch is shorter), capped at `max_epochs` epochs or `min_steps` steps, whichever
-    is more; the best checkpoint is exported and judged — the x-axis is the amount of data.
-    compute: a fixed number of utterances seen (`samples_seen`) whatever the budget, as in
-    Chinchilla's fixed-tokens runs (small budgets repeat, large ones are not seen whole)."""
+    """What "training on D utterances" means: steps (a step count or the step rule below),
+    converged (until the dev voices' loss stops improving) or compute (`samples_seen`); the
+    rules, caps and validation cadence are `training.protocol`'s."""
     max_epochs: PositiveFloat = 30.0
-    """converged: the most passes over the budget before training stops anyway..."""
+    """converged: the cap, max(max_epochs epochs, min_steps steps): a small budget needs many
+    passes (8 epochs of 32 utterances are 32 steps, inside the warm-up)."""
     min_steps: NonNegative = 0
-    """converged: ...unless that is fewer steps than this (a small budget needs many passes
-    to converge: 8 epochs of 32 utterances are 32 steps, inside the warm-up)."""
     samples_seen: Positive | None = None
     """compute: utterances seen in training (steps = ceil(samples_seen / batch_size))."""
     steps: Positive | None = None

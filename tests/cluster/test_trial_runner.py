@@ -246,8 +246,9 @@ def test_the_judge_actor_is_reused_and_agrees_with_judging_in_process(
         assert stats["evaluations"] == 2 and stats["builds"] == 1, stats
         for result in (first, second):  # the same judges, the same verdict
             assert (result.wer, result.failed_utterances) == (here.wer, here.failed_utterances)
-            # Up to float rounding: the actor runs the judges on 1 thread, this process on 2.
-            assert result.sim == pytest.approx(here.sim, rel=1e-6)
+            # Up to float rounding: the actor runs the judges on 1 thread, this process on 2
+            # (measured: 1.6e-5 relative on the smoke corpus's held-out voices).
+            assert result.sim == pytest.approx(here.sim, rel=1e-4)
             assert result.val_loss == pytest.approx(here.val_loss, rel=1e-6)
         # Loading paid once: by the first verdict, inside its eval_seconds.
         assert first.reference_seconds > second.reference_seconds
