@@ -87,23 +87,26 @@ def _reason(
     name: str, value: float, interval: tuple[float, float], min_loss: float, has_floor: bool
 ) -> str:
     lo, hi = interval
-    has_interval = math.isfinite(lo) and math.isfinite(hi)
+    # Both ends NaN: no bootstrap replicates, no interval. One end NaN or infinite: some
+    # replicate ran off to infinity (numpy's percentile of ∞ is NaN) — an unbounded interval.
+    no_interval = math.isnan(lo) and math.isnan(hi)
+    if not no_interval and not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"its 95 % interval ({_g(lo)}, {_g(hi)}) is unbounded: a resample ran off to ∞"
     if name in _EXPONENTS:
-        top = max(value, hi) if has_interval else value
-        bottom = min(value, lo) if has_interval else value
+        top = value if no_interval else max(value, hi)
+        bottom = value if no_interval else min(value, lo)
         if not math.isfinite(top) or top >= MAX_EXPONENT:
             return f"its 95 % interval reaches {_g(top)} (≥ {MAX_EXPONENT:g}): the term dies out"
         if has_floor and bottom <= MIN_EXPONENT:
             return f"its 95 % interval reaches {_g(bottom)} (≤ {MIN_EXPONENT:g}): the term is flat"
         return ""
-    bound = FLOOR_FRACTION * min_loss
-    bottom = min(value, lo) if has_interval else value
-    if not bottom > bound:
+    bottom = value if no_interval else min(value, lo)
+    if not bottom > FLOOR_FRACTION * min_loss:
         return (
             f"at its bound 0 (reaches {_g(bottom)}, below {FLOOR_FRACTION:g} × the smallest "
             "measured value): the data cannot tell this term from absent"
         )
-    if has_interval and (not math.isfinite(hi) or hi / lo > MAX_SPAN):
+    if not no_interval and hi / lo > MAX_SPAN:
         return f"its 95 % interval {_g(lo)} … {_g(hi)} spans more than {MAX_SPAN:g}×"
     return ""
 

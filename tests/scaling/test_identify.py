@@ -3,6 +3,7 @@ residual degree of freedom, and a compute frontier only where C = k·N·D holds.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -49,6 +50,15 @@ def test_a_floor_at_its_bound_is_reported_as_not_identified_never_as_a_number():
     assert summary["E"] is None and summary["intervals"]["E"] is None
     assert summary["beta"] is not None  # the exponent is still measured
     json.dumps(summary, allow_nan=False)
+
+
+def test_an_interval_running_off_to_infinity_is_not_identified():
+    d, with_floor = two_seeds(lambda d: 0.6 + 8.0 / d**0.5)
+    fit = fit_power_law(d, with_floor, bootstrap=20)
+    infinite = dataclasses.replace(fit, boot_theta=fit.boot_theta.copy())
+    infinite.boot_theta[0, 1] = 1e6  # one replicate's log B: B overflows, the interval's top is ∞
+    assert "B" not in not_identified(fit, float(with_floor.min()))
+    assert "unbounded" in not_identified(infinite, float(with_floor.min()))["B"]
 
 
 def test_no_residual_degree_of_freedom_identifies_nothing():
