@@ -20,6 +20,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 PIP_NOISE := is ignored: it is neither a file nor a directory
 
 SWEEP ?= configs/sweeps/default.yaml
+SWEEP_ARGS ?=
 RUNS ?= runs
 MLFLOW_PORT ?= 5000
 
@@ -27,6 +28,7 @@ MLFLOW_PORT ?= 5000
 
 help:
 	@echo "make scale-sweep   run (or resume) the sweep SWEEP=$(SWEEP): trials, MLflow, fits, report, promotion"
+	@echo "                   (SWEEP_ARGS=-v: every trial's output on the console, not only in its logs/)"
 	@echo "make mlflow-ui     serve the MLflow store under $(RUNS)/ on http://127.0.0.1:$(MLFLOW_PORT)"
 	@echo "make test          create/refresh .venv, then run the whole test suite"
 	@echo "make test-fast     the suite without tests marked slow"
@@ -69,7 +71,7 @@ test: venv system-deps
 	$(PY) -m pytest tests --durations=15
 
 scale-sweep: venv
-	$(VENV)/bin/voicescale sweep --config $(SWEEP) --runs-dir $(RUNS) --promote
+	$(VENV)/bin/voicescale sweep --config $(SWEEP) --runs-dir $(RUNS) --promote $(SWEEP_ARGS)
 
 mlflow-ui: venv
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port $(MLFLOW_PORT) \

@@ -7,19 +7,24 @@ import os
 __all__ = ["available_cpus", "connect", "outside_placement_group"]
 
 
-def connect(*, num_cpus: int | None = None) -> None:
-    """`ray.init` once: to $RAY_ADDRESS when set, else a private local instance."""
+def connect(*, num_cpus: int | None = None, verbose: bool = True) -> None:
+    """`ray.init` once: to $RAY_ADDRESS when set, else a private local instance. Without
+    `verbose`, what workers print stays in their logs (Ray's, and the trials' own) instead of
+    being forwarded here, and Ray's own INFO lines are not shown."""
+    import logging
+
     import ray
 
     if ray.is_initialized():
         return
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    quiet = {} if verbose else {"logging_level": logging.WARNING}
     address = os.environ.get("RAY_ADDRESS", "")
     if address.startswith("ray://"):
-        _connect_client(address)
+        _connect_client(address, verbose)
         return
     if address:
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=verbose, **quiet)
         return
     # One machine has no spot preemption to watch for: skip Ray Train's per-trial watcher
     # actor (one more Python process per trial). Cluster runs keep it.
@@ -33,15 +38,16 @@ def connect(*, num_cpus: int | None = None) -> None:
         num_cpus=num_cpus,
         include_dashboard=True,
         dashboard_host="127.0.0.1",
-        log_to_driver=True,
+        log_to_driver=verbose,
         _node_ip_address="127.0.0.1",
+        **quiet,
     )
 
 
 CLIENT_CONNECT_TRIES = 3
 
 
-def _connect_client(address: str) -> None:
+def _connect_client(address: str, verbose: bool) -> None:
     """Ray Client (`ray://head:10001`). The head's proxy starts one server process per client
     connection, and that start sometimes fails on a loaded head ("Starting Ray client server
     failed", seen on this 2-core machine); a new connection gets a new server, so try again."""
@@ -51,7 +57,7 @@ def _connect_client(address: str) -> None:
 
     for attempt in range(1, CLIENT_CONNECT_TRIES + 1):
         try:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=verbose)
             return
         except ConnectionAbortedError as err:
             if attempt == CLIENT_CONNECT_TRIES:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,9 +28,11 @@ from cluster.trial_events import forwarded_events, record_trials_callback
 from eval.result import EvalFailure, eval_from_json
 from store.outcome import TrainSummary, TrialOutcome, read_outcome, write_outcome
 from store.paths import SweepPaths
+from store.progress import write_progress
 from store.records import FINAL_STATUSES, ResultRow
 from store.results_file import load_results, record_result
 from training.config import EvalConfig, TrialConfig, config_hash, to_dict
+from training.trial_log import TrialLog, captured_output
 
 __all__ = [
     "TRIAL_DRIVER_RESOURCES",
@@ -61,6 +64,13 @@ class TrialTask:
     sweep_dir: Path
     corpus_root: Path
     max_failures: int = 2
+    echo_logs: bool = False
+    """Copy the trial's log files to the console too (`voicescale sweep -v`)."""
+
+    @property
+    def log(self) -> TrialLog:
+        logs = SweepPaths(self.sweep_dir).trial_dir(self.trial.name) / "logs"
+        return TrialLog(str(logs), echo=self.echo_logs)
 
 
 def trial_trainable(tune_config: dict[str, Any], *, tasks: dict[str, TrialTask]) -> None:
@@ -72,7 +82,8 @@ def trial_trainable(tune_config: dict[str, Any], *, tasks: dict[str, TrialTask])
     paths = SweepPaths(task.sweep_dir)
     outcome = read_outcome(paths.outcome(task.trial.name))
     if outcome is None or outcome.status not in FINAL_STATUSES:
-        outcome = _train_and_evaluate(task, paths)
+        with captured_output(task.log, "driver"):
+            outcome = _train_and_evaluate(task, paths)
         write_outcome(paths.outcome(task.trial.name), outcome)
     evaluation = outcome.eval
     tune.report(
@@ -109,6 +120,7 @@ def _train_and_evaluate(task: TrialTask, paths: SweepPaths) -> TrialOutcome:
             service=judge_service_name(paths),
             threads=max(1, int(trial.resources.cpus_per_worker)),
         ),
+        log=task.log,
     )
     train = dict(result.metrics)
     judged = eval_from_json(train.pop("eval", None))
@@ -165,6 +177,9 @@ class SweepRecorder:
     queue: TrackingQueue
     trials: dict[str, TrialConfig]
     on_recorded: Callable[[ResultRow], None] = lambda row: None
+    """Called with each row as it is written (under the rows lock: one at a time)."""
+    on_started: Callable[[str], None] = lambda name: None
+    on_progress: Callable[[str, dict[str, Any]], None] = lambda name, metrics: None
     _rows_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _params(self, name: str) -> dict[str, Any]:
@@ -172,11 +187,15 @@ class SweepRecorder:
 
     def started(self, name: str) -> None:
         params = self._params(name)
+        write_progress(self.paths.trial_dir(name), name)
+        self.on_started(name)
         self.queue.submit(f"start of {name}", lambda t: t.start_trial(name, params))
 
     def progress(self, name: str, metrics: dict[str, Any]) -> None:
         if metrics.get("final"):
             return
+        write_progress(self.paths.trial_dir(name), name, metrics)
+        self.on_progress(name, metrics)
         params, metrics = self._params(name), dict(metrics)
         self.queue.submit(
             f"step {metrics.get('step')} of {name}", lambda t: t.log_step(name, params, metrics)
@@ -202,7 +221,7 @@ class SweepRecorder:
         )
         with self._rows_lock:
             record_result(self.paths.results, row)
-        self.on_recorded(row)
+            self.on_recorded(row)
         self.queue.submit(f"record of {name}", lambda t: self._track(t, row))
         return row
 
@@ -304,15 +323,28 @@ def run_trials(
     recorder: SweepRecorder,
     concurrency: int,
     max_failures: int,
+    verbose: bool = False,
 ) -> None:
     """Run `trials` as one Tune experiment (Ctrl-C stops it gracefully; the caller reads
-    results.jsonl to see what finished)."""
+    results.jsonl to see what finished). Tune itself prints nothing unless `verbose`: the
+    sweep's console (`cluster.console`) says what a user reads, and each trial's processes
+    write to its `logs/` (echoed here too when `verbose`)."""
     from ray import tune
 
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    # Tune's TensorBoard logger (one of its defaults) warns about every list-valued metric
+    # and nothing reads it: only the CSV and JSON ones are kept (Tune's result grid reads them).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if not verbose:
+        # Tune's newer console output prints its experiment box whatever the verbosity; the
+        # classic one prints nothing at verbose=0.
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     # Longest first: the biggest model at the biggest budget is the sweep's critical path.
     ordered = sorted(trials, key=_estimated_cost, reverse=True)
     tasks = {
-        t.name: TrialTask(t, paths.root.resolve(), Path(corpus_root), max_failures) for t in ordered
+        t.name: TrialTask(t, paths.root.resolve(), Path(corpus_root), max_failures, verbose)
+        for t in ordered
     }
     # The trainable only drives the TorchTrainer, on the head node, so losing (or
     # pre-empting) a worker node never takes a trial's driver along; Ray Train then restarts
@@ -342,8 +374,12 @@ def run_trials(
                 run_config=tune.RunConfig(
                     name="tune",
                     storage_path=str(paths.root.resolve()),
-                    callbacks=[record_trials_callback(events)],
-                    verbose=1,
+                    callbacks=[
+                        record_trials_callback(events),
+                        CSVLoggerCallback(),
+                        JsonLoggerCallback(),
+                    ],
+                    verbose=1 if verbose else 0,
                 ),
             )
             tuner.fit()

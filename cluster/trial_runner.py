@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from store.records import Status
 from training.config import ConfigError, TrialConfig
+from training.trial_log import TrialLog, captured_output
 
 if TYPE_CHECKING:
     from training.deepspeed_loop import OnExport
@@ -94,13 +95,15 @@ def run_trial(
     max_failures: int = 2,
     callbacks: list[Any] | None = None,
     on_export: OnExport | None = None,
+    log: TrialLog | None = None,
 ) -> TrainingResult:
     """Train `trial` with Ray Train + DeepSpeed; checkpoints and results go under `storage`.
 
     A run directory left by an earlier, interrupted attempt (same name, same storage) makes
     Ray Train resume from its latest checkpoint. `callbacks` go to Ray Train's `RunConfig`
     (the sweep passes Tune's report callback); `on_export` judges the export on rank 0 (see
-    `training.deepspeed_loop.train_loop`) and its result comes back as `metrics["eval"]`."""
+    `training.deepspeed_loop.train_loop`) and its result comes back as `metrics["eval"]`;
+    with `log`, each rank's output goes to its file there (`training.trial_log`)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -116,7 +119,7 @@ def run_trial(
         train_loop,
         train_loop_config={
             "loop": LoopConfig(
-                trial, str(corpus_root), str(storage / trial.name / "markers"), on_export
+                trial, str(corpus_root), str(storage / trial.name / "markers"), on_export, log
             )
         },
         scaling_config=ScalingConfig(
@@ -149,7 +152,11 @@ def run_trial(
 
 
 def run_baseline_trial(
-    trial: TrialConfig, corpus_root: Path, storage: Path, on_export: OnExport | None = None
+    trial: TrialConfig,
+    corpus_root: Path,
+    storage: Path,
+    on_export: OnExport | None = None,
+    log: TrialLog | None = None,
 ) -> TrainingResult:
     """Fit a traditional (non-neural) baseline — ridge or concatenative, `trial.baseline` — as
     a Ray task (one CPU slot, no DeepSpeed), retried on worker loss like any Ray task;
@@ -163,7 +170,7 @@ def run_baseline_trial(
         _fit_baseline
     ).options(scheduling_strategy=outside_placement_group())
     try:
-        metrics = ray.get(task.remote(trial, str(corpus_root), export, on_export))
+        metrics = ray.get(task.remote(trial, str(corpus_root), export, on_export, log))
     except Exception as err:  # a failed trial is a result, not a crash
         return TrainingResult(trial.name, "failed", {}, None, error=f"{type(err).__name__}: {err}")
     status = metrics.get("status", "failed")
@@ -171,13 +178,18 @@ def run_baseline_trial(
 
 
 def _fit_baseline(
-    trial: TrialConfig, corpus_root: str, export: Path, on_export: OnExport | None
+    trial: TrialConfig,
+    corpus_root: str,
+    export: Path,
+    on_export: OnExport | None,
+    log: TrialLog | None,
 ) -> dict[str, Any]:
     from training.traditional import train_traditional
 
-    metrics = train_traditional(trial, corpus_root, export)  # dispatches on `trial.baseline`
-    if on_export is not None and metrics.get("status") == "done":
-        metrics["eval"] = on_export(export).to_json()
+    with captured_output(log, "baseline"):
+        metrics = train_traditional(trial, corpus_root, export)  # dispatches on `baseline`
+        if on_export is not None and metrics.get("status") == "done":
+            metrics["eval"] = on_export(export).to_json()
     return metrics
 
 
@@ -189,10 +201,11 @@ def run_any_trial(
     max_failures: int = 2,
     callbacks: list[Any] | None = None,
     on_export: OnExport | None = None,
+    log: TrialLog | None = None,
 ) -> TrainingResult:
     """Neural trials through Ray Train + DeepSpeed, the traditional baselines as Ray tasks."""
     if trial.kind == "baseline":
-        return run_baseline_trial(trial, corpus_root, storage, on_export)
+        return run_baseline_trial(trial, corpus_root, storage, on_export, log)
     return run_trial(
         trial,
         corpus_root,
@@ -200,4 +213,5 @@ def run_any_trial(
         max_failures=max_failures,
         callbacks=callbacks,
         on_export=on_export,
+        log=log,
     )

@@ -16,6 +16,7 @@ def build_parser() -> argparse.ArgumentParser:
     from scaling.cli_corpus import add_corpus_parser
     from scaling.fit_cli import add_fit_parser
     from scaling.report import add_report_parser
+    from scaling.status import add_status_parser
 
     parser = argparse.ArgumentParser(prog="voicescale", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_judges_parser(commands)
     add_sweep_parser(commands)
+    add_status_parser(commands)
     add_promote_parser(commands)
     add_report_parser(commands)
     add_fit_parser(commands)
@@ -156,6 +158,13 @@ def _judges_check(args: argparse.Namespace) -> int:
         ("wrong-text WER", "wrong_text_wer"),
         ("noise WER", "noise_wer"),
     ]
+    for metric in ("dnsmos", "utmos"):  # those eval.quality names, on quality_utterances
+        if f"gt_{metric}" in result:
+            rows += [
+                (f"ground-truth {metric.upper()}", f"gt_{metric}"),
+                (f"vocoder resynthesis {metric.upper()}", f"gl_{metric}"),
+                (f"noise {metric.upper()}", f"noise_{metric}"),
+            ]
     for label, key in rows:
         value = (
             f"{result[key]:.3f}"
@@ -195,6 +204,13 @@ def add_sweep_parser(commands: Any) -> None:
     )
     sweep.add_argument("--promote", action="store_true", help="then run `voicescale promote`")
     sweep.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show every trial in the plan, and what Ray, Tune, MLflow and the trials' "
+        "processes print (by default the latter go to runs/<sweep>/trials/<trial>/logs/)",
+    )
+    sweep.add_argument(
         "--tracking-grace-s",
         type=float,
         default=300.0,
@@ -223,6 +239,7 @@ def _sweep(args: argparse.Namespace) -> int:
         max_failures=args.max_failures,
         promote=args.promote,
         tracking_grace_s=args.tracking_grace_s,
+        verbose=args.verbose,
     )
 
 

@@ -36,7 +36,9 @@ class Check:
     problem: str | None = None
 
 
-def preflight(sweep: SweepConfig, runs_dir: Path, *, load_judges: bool) -> list[Check]:
+def preflight(
+    sweep: SweepConfig, runs_dir: Path, *, load_judges: bool, verbose: bool = True
+) -> list[Check]:
     """Every check for `sweep`. `load_judges`: load the judges even when they ship in
     wheels (the dry run); at sweep start only hub judges are loaded, to catch a missing
     download or directory before the first trial."""
@@ -54,7 +56,7 @@ def preflight(sweep: SweepConfig, runs_dir: Path, *, load_judges: bool) -> list[
 
         cfg = judging_config(template.eval, runs_dir)
         checks += _judges_checks(Path(judged_root), cfg, template.features)
-    checks.append(_resources_check(sweep.trials()))
+    checks.append(_resources_check(sweep.trials(), verbose))
     return checks
 
 
@@ -166,7 +168,7 @@ def _judges_checks(corpus_root: Path, cfg: EvalConfig, features: FeatureConfig) 
     return checks
 
 
-def _resources_check(trials: list[TrialConfig]) -> Check:
+def _resources_check(trials: list[TrialConfig], verbose: bool = True) -> Check:
     """Against the cluster at $RAY_ADDRESS (connecting to it), else this machine."""
     from cluster.trial_runner import check_launchable
 
@@ -181,7 +183,7 @@ def _resources_check(trials: list[TrialConfig]) -> Check:
 
     from cluster.ray_runtime import connect
 
-    connect()
+    connect(verbose=verbose)
     nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
     problems = resource_problems(trials, nodes)
     if problems:

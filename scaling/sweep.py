@@ -18,12 +18,12 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from cluster.console import SweepConsole
 from scaling.seed_figure import describe_seed_figure
 from scaling.sweep_plan import SweepPlan, plan_sweep
 from scaling.timing import sweep_timing
 from store.lineage import git_commit
 from store.paths import SweepPaths
-from store.records import ResultRow
 from store.results_file import load_results, load_rows, repair_torn_tail
 from training.config import ConfigError, SweepConfig, TrialConfig, config_hash, to_dict
 
@@ -37,11 +37,15 @@ EXIT_TRACKING_DOWN = 75
 """EX_TEMPFAIL: every trial is in results.jsonl, MLflow is behind; run it again later."""
 
 
-def format_plan(plan: SweepPlan) -> str:
+def format_plan(plan: SweepPlan, *, every_trial: bool = True) -> str:
+    """The plan: a header, the phases, then one line per trial (`every_trial`, the dry run
+    and `-v`) or the grid's axes and how many trials each action applies to."""
     from scaling.sweep_forecast import phase_note
 
     lines = [f"sweep {plan.sweep.name}: {len(plan.trials)} trials, {len(plan.pending)} to run"]
     lines.append(f"  {phase_note(plan.sweep)}")
+    if not every_trial:
+        return "\n".join([*lines, *_plan_summary(plan)])
     lines.append(f"  {'trial':<28} {'kind':<9} {'budget':<10} {'resources':<16} action")
     for t in plan.trials:
         r = t.resources
@@ -54,6 +58,24 @@ def format_plan(plan: SweepPlan) -> str:
     return "\n".join(lines)
 
 
+def _plan_summary(plan: SweepPlan) -> list[str]:
+    grid = plan.sweep.grid
+    budgets = [b.label for b in grid.data_budgets]
+    axes = (
+        f"  grid: sizes {', '.join(grid.model_sizes)} × budgets {budgets[0]}…{budgets[-1]} "
+        f"({len(budgets)}) × seeds {', '.join(map(str, grid.seeds))}"
+    )
+    baselines = sorted({t.family for t in plan.trials if t.kind == "baseline"})
+    if baselines:
+        axes += f" + baselines {', '.join(baselines)}"
+    actions: dict[str, int] = {}
+    for trial in plan.trials:
+        action = plan.actions[trial.name]
+        actions[action] = actions.get(action, 0) + 1
+    counts = ", ".join(f"{action}: {n}" for action, n in actions.items())
+    return [axes, f"  {counts}  (every trial: --dry-run or -v)"]
+
+
 def run_sweep(
     sweep: SweepConfig,
     *,
@@ -62,15 +84,19 @@ def run_sweep(
     max_failures: int = 2,
     promote: bool = False,
     tracking_grace_s: float = 300.0,
+    verbose: bool = False,
 ) -> int:
     """Run (or resume) `sweep`; returns the process exit code (0; 1 when a trial failed;
     EXIT_INTERRUPTED; EXIT_TRACKING_DOWN when MLflow stayed unreachable at the end, for
-    `tracking_grace_s` seconds)."""
+    `tracking_grace_s` seconds). `verbose` shows what Ray, Tune, MLflow and every trial's
+    processes print; without it they go to log files and the console stays short."""
     from scaling.preflight import format_checks, preflight
     from store.runs_lock import runs_dir_lock
 
+    if not verbose:
+        _quiet_libraries()
     # A config that cannot run fails here, before anything starts.
-    checks = preflight(sweep, runs_dir, load_judges=dry_run)
+    checks = preflight(sweep, runs_dir, load_judges=dry_run, verbose=verbose)
     failed = [c for c in checks if c.problem]
     if dry_run:
         print(format_plan(plan_sweep(sweep, runs_dir)), flush=True)
@@ -81,12 +107,13 @@ def run_sweep(
             f"sweep {sweep.name} cannot run as configured:\n"
             + "\n".join(f"  {c.name}: {c.problem}" for c in failed)
         )
-    with runs_dir_lock(runs_dir, sweep.name):
+    with runs_dir_lock(runs_dir, sweep.name) as holder:
         _set_aside_torn_row(SweepPaths(runs_dir / sweep.name))
         plan = plan_sweep(sweep, runs_dir)
-        print(format_plan(plan), flush=True)
+        write_sweep_record(plan.paths, sweep, holder)
+        print(format_plan(plan, every_trial=verbose), flush=True)
         started = time.perf_counter()
-        status = _run(plan, runs_dir, max_failures, tracking_grace_s)
+        status = _run(plan, runs_dir, max_failures, tracking_grace_s, verbose)
         if status in (0, EXIT_TRACKING_DOWN):
             _write_report(plan.paths, sweep.cost_per_gpu_hour)
             rows = load_rows(plan.paths.results)
@@ -113,7 +140,36 @@ def _set_aside_torn_row(paths: SweepPaths) -> None:
         )
 
 
-def _run(plan: SweepPlan, runs_dir: Path, max_failures: int, grace_s: float) -> int:
+def write_sweep_record(paths: SweepPaths, sweep: SweepConfig, holder: dict) -> None:
+    """`runs/<sweep>/sweep.json`: the resolved config this run plans from, and who runs it
+    (what `voicescale status` reads to know the grid)."""
+    import json
+    import os
+
+    paths.root.mkdir(parents=True, exist_ok=True)
+    record = {
+        "config": to_dict(sweep),
+        "started_at": time.time(),
+        "pid": holder.get("pid"),
+        "host": holder.get("host"),
+    }
+    partial = paths.sweep_record.with_suffix(".json.partial")
+    partial.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(partial, paths.sweep_record)
+
+
+def _quiet_libraries() -> None:
+    """INFO chatter of the libraries the driver runs (MLflow's database set-up and system
+    metrics monitor, Tune's state files): warnings still show."""
+    import logging
+    import os
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported
+    for name in ("mlflow", "ray.tune", "ray.train", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _run(plan: SweepPlan, runs_dir: Path, max_failures: int, grace_s: float, verbose: bool) -> int:
     """Everything that needs MLflow: reconcile it with results.jsonl, close what a dead
     driver left open, run the pending trials, close the sweep's run, wait for the backlog."""
     from cluster.sweep_runner import SweepRecorder
@@ -126,13 +182,16 @@ def _run(plan: SweepPlan, runs_dir: Path, max_failures: int, grace_s: float) -> 
     plan.paths.root.mkdir(parents=True, exist_ok=True)
     queue = TrackingQueue(SweepTracker(uri, plan.sweep.name, runs_dir))
     trials = {t.name: t for t in plan.trials}
-    total = len(plan.trials)
-
-    def announce(row: ResultRow) -> None:
-        finished = sum(1 for r in load_rows(plan.paths.results) if r.final)
-        print(_progress_line(row, finished, total), flush=True)
-
-    recorder = SweepRecorder(plan.paths, queue, trials, on_recorded=announce)
+    final = {r.trial for r in load_rows(plan.paths.results) if r.final}
+    console = SweepConsole(trials, already_final=final, sweep_dir=plan.paths.root)
+    recorder = SweepRecorder(
+        plan.paths,
+        queue,
+        trials,
+        on_recorded=console.finished,
+        on_started=console.started,
+        on_progress=console.progress,
+    )
     config, tags, running = to_dict(plan.sweep), _lineage_tags(plan.sweep), bool(plan.pending)
     queue.submit("the sweep's run", lambda t: t.open_parent(config, tags, running=running))
     recorder.reconcile()
@@ -141,7 +200,8 @@ def _run(plan: SweepPlan, runs_dir: Path, max_failures: int, grace_s: float) -> 
     status, crashed = 0, True
     try:
         if plan.pending:
-            status = _run_pending(plan, recorder, max_failures)
+            with console:
+                status = _run_pending(plan, recorder, max_failures, verbose)
         else:
             print("every trial is already recorded: nothing to train", flush=True)
         crashed = False
@@ -170,7 +230,7 @@ def _report_closed(names: list[str]) -> None:
         )
 
 
-def _run_pending(plan: SweepPlan, recorder: SweepRecorder, max_failures: int) -> int:
+def _run_pending(plan: SweepPlan, recorder: SweepRecorder, max_failures: int, verbose: bool) -> int:
     from cluster.ray_runtime import connect
     from cluster.sweep_runner import max_concurrency, run_trials
     from training.corpus.resolve import resolve_corpus
@@ -183,7 +243,7 @@ def _run_pending(plan: SweepPlan, recorder: SweepRecorder, max_failures: int) ->
     if to_run:
         template = plan.sweep.trial
         corpus_root = resolve_corpus(template.corpus, template.features, progress=True)
-        connect()
+        connect(verbose=verbose)
         import ray
 
         from cluster.storage_check import check_shared_storage
@@ -203,6 +263,7 @@ def _run_pending(plan: SweepPlan, recorder: SweepRecorder, max_failures: int) ->
             recorder=recorder,
             concurrency=concurrency,
             max_failures=max_failures,
+            verbose=verbose,
         )
         _run_phases(plan, to_run, recorder, launch)
     missing = _count(plan.paths, names=list(recorder.trials))["missing"]
@@ -254,21 +315,6 @@ def _count(paths: SweepPaths, names: list[str] | None = None) -> dict[str, int]:
     if names is not None:
         counts["missing"] = sum(1 for n in names if n not in rows)
     return counts
-
-
-def _progress_line(row: ResultRow, recorded: int, total: int) -> str:
-    def fmt(key: str) -> str:
-        value = row.metric(key)
-        return f"{value:.3f}" if isinstance(value, float) else "–"
-
-    seconds = row.wall_seconds or 0
-    text = (
-        f"[{recorded}/{total}] {row.trial:<26} {row.status:<8} val_loss {fmt('val_loss')} "
-        f"sim {fmt('sim')} wer {fmt('wer')} ({seconds:.0f} s)"
-    )
-    if row.error:
-        text += f"\n    error: {str(row.error).splitlines()[-1][:300]}"
-    return text
 
 
 def _write_report(paths: SweepPaths, cost_per_gpu_hour: float | None) -> None:

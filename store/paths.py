@@ -28,6 +28,11 @@ class SweepPaths:
         return self.root / "tune"
 
     @property
+    def sweep_record(self) -> Path:
+        """The config the last run planned from, and who ran it (`scaling.sweep`)."""
+        return self.root / "sweep.json"
+
+    @property
     def fits(self) -> Path:
         return self.root / "fits.json"
 

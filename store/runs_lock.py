@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOCK_NAME", "SweepLocked", "runs_dir_lock"]
+__all__ = ["LOCK_NAME", "SweepLocked", "lock_holder", "runs_dir_lock"]
 
 LOCK_NAME = "sweep.lock"
 
@@ -60,6 +60,30 @@ def _alive(pid: Any) -> bool:
     except PermissionError:  # exists, owned by someone else
         return True
     return True
+
+
+def lock_holder(runs_dir: Path) -> tuple[bool, dict[str, Any] | None]:
+    """Whether a sweep holds `runs_dir/sweep.lock` now, and the holder its contents name
+    (None when the file is missing or empty). Not held with a holder named: that holder died
+    without releasing it, or runs on another host (whose processes this one cannot see).
+
+    Reads the contents and asks whether the named process lives, and never takes the flock
+    itself: a sweep starting at that instant must not find the directory busy because
+    somebody asked for its status. (A PID reused by an unrelated process reads as held.)"""
+    try:
+        raw = (runs_dir / LOCK_NAME).read_bytes()
+    except FileNotFoundError:
+        return False, None
+    if not raw.strip():
+        return False, None
+    try:
+        holder = json.loads(raw)
+    except json.JSONDecodeError:
+        return False, {"sweep": "?", "pid": "?", "host": "?", "started": "(unreadable)"}
+    if not isinstance(holder, dict):
+        return False, None
+    here = holder.get("host") == socket.gethostname()
+    return here and _alive(holder.get("pid")), holder
 
 
 @contextlib.contextmanager

@@ -41,6 +41,7 @@ from training.loop_checkpoints import (
 from training.losses import batch_loss, validation_l1
 from training.model import VoiceCloner, count_parameters, train_flops_per_step
 from training.protocol import epochs_seen, eval_interval, stop_reason_at_cap, total_steps
+from training.trial_log import TrialLog, captured_output
 from training.weights import export_model, full_weights, parameter_digests, sync_buffers
 
 __all__ = [
@@ -118,6 +119,8 @@ class LoopConfig:
     """Runs on rank 0 once the final weights are written, before they are reported; its
     result is reported as the final metrics' "eval" (the sweep judges the export here, in
     the process that already holds torch and the data, instead of starting another one)."""
+    log: TrialLog | None = None
+    """Where this rank's output goes (`logs/rank<r>.log`); None: the process's own."""
 
 
 @dataclass
@@ -138,6 +141,10 @@ class TrialRun:
     """`converged`: the weights at `state.best_step` (what the trial exports)."""
 
     @property
+    def params(self) -> int:
+        return count_parameters(self.engine.module)["total"]
+
+    @property
     def trial(self) -> TrialConfig:
         return self.loop.trial
 
@@ -155,9 +162,14 @@ def train_loop(train_loop_config: dict[str, LoopConfig]) -> None:
     import ray.train
 
     loop = train_loop_config["loop"]
-    trial = loop.trial
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
+    with captured_output(loop.log, f"rank{rank}"):
+        _train_rank(loop, rank, world)
+
+
+def _train_rank(loop: LoopConfig, rank: int, world: int) -> None:
+    trial = loop.trial
     if report_finished_export(rank, loop.on_export):
         return
     torch.manual_seed(trial.seed)
@@ -253,6 +265,7 @@ def _run_steps(run: TrialRun) -> str:
         at_eval = state.step % run.eval_every == 0 or state.step == steps
         metrics = {
             "step": state.step,
+            "steps": steps,
             "train_loss": train_loss,
             "lr": engine.get_lr()[0],
             "status": "running",
@@ -263,6 +276,7 @@ def _run_steps(run: TrialRun) -> str:
                 return stop
         save = state.step % trial.training.checkpoint_every == 0 or at_eval
         if save:  # each report is a round trip to the controller: only with checkpoints
+            metrics["params"] = run.params  # for the sweep's live table
             report_checkpoint(metrics, engine, state, rank, run.best_weights)
             if rank == 0:
                 print(
