@@ -63,31 +63,50 @@ def run_sweep(runs: Path, *extra: str, env: dict[str, str] | None = None) -> tup
     return done.returncode, done.stdout + done.stderr
 
 
-def interrupt_after_rows(runs: Path, rows: int, timeout_s: float = 600) -> int:
-    """Start the sweep, send SIGINT once `rows` trials are recorded, return its exit code."""
+def sweep_status(runs: Path) -> dict:
+    """`voicescale status runs/smoke --json`, as a script would call it."""
+    command = [sys.executable, "-m", "scaling.cli", "status", str(runs / "smoke"), "--json"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def interrupt_after_rows(runs: Path, rows: int, timeout_s: float = 600) -> tuple[int, dict]:
+    """Start the sweep, ask for its status once a trial is recorded and another is training,
+    send SIGINT once `rows` trials are recorded; return its exit code and that status."""
     results = runs / "smoke" / "results.jsonl"
     log = (runs / "interrupted.log").open("w")
     process = subprocess.Popen(
         sweep_command(runs), cwd=REPO, env=sweep_env(), stdout=log, stderr=subprocess.STDOUT
     )
     deadline = time.monotonic() + timeout_s
+    running: dict = {}
     while time.monotonic() < deadline and process.poll() is None:
-        if results.exists() and len(results.read_text().splitlines()) >= rows:
+        recorded = len(results.read_text().splitlines()) if results.exists() else 0
+        if recorded >= rows:
             process.send_signal(signal.SIGINT)
             break
+        if recorded and not running and training_reported(runs):
+            running = sweep_status(runs)
         time.sleep(0.5)
     try:
-        return process.wait(timeout=240)
+        return process.wait(timeout=240), running
     finally:
         if process.poll() is None:
             process.kill()
 
 
+def training_reported(runs: Path) -> bool:
+    progress = (runs / "smoke" / "trials").glob("*/progress.json")
+    return any(json.loads(p.read_text()).get("step") for p in progress)
+
+
 @pytest.fixture(scope="module")
 def smoke_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     runs = tmp_path_factory.mktemp("runs")
-    interrupted_code = interrupt_after_rows(runs, rows=2)
+    interrupted_code, running_status = interrupt_after_rows(runs, rows=2)
     after_interrupt = load_results(runs / "smoke" / "results.jsonl")
+    interrupted_status = sweep_status(runs)
     code, log = run_sweep(runs)
     assert code == 0, log[-4000:]
     return {
@@ -96,6 +115,7 @@ def smoke_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "interrupted_code": interrupted_code,
         "after_interrupt": after_interrupt,
         "resume_log": log,
+        "status": {"running": running_status, "interrupted": interrupted_status},
     }
 
 
@@ -133,6 +153,66 @@ def test_interrupt_then_resume_records_every_trial_exactly_once(smoke_sweep: dic
         history = client.get_metric_history(child.info.run_id, "train_loss")
         steps = [m.step for m in history]
         assert len(steps) == len(set(steps)), f"{child.info.run_name}: step logged twice"
+
+
+CHATTER = (
+    "TrainingReport",  # Ray Train's per-report line
+    "Checkpoint successfully created",
+    "system_metrics",  # MLflow's monitor start/stop lines
+    "Trial status",  # Tune's tables and boxes
+    "Configuration for experiment",
+    "tensorboard",
+    "TBXLoggerCallback",
+    "(RayTrainWorker",  # worker output forwarded by Ray
+    "(TrainController",
+)
+
+
+def test_the_console_has_a_start_and_an_end_line_per_trial_and_no_chatter(
+    smoke_sweep: dict,
+) -> None:
+    log = smoke_sweep["resume_log"]
+    lines = log.splitlines()
+    ran = SMOKE_TRIALS - len(smoke_sweep["after_interrupt"])
+    starts = [line.split()[1] for line in lines if line.startswith("  start  ")]
+    ends = [line for line in lines if line.startswith("[")]
+    assert len(starts) == len(set(starts)) == ran, log
+    counters = [line.split("]")[0] for line in ends]
+    assert len(ends) == ran and len(set(counters)) == ran, "each trial's number once"
+    assert counters[-1] == f"[{SMOKE_TRIALS}/{SMOKE_TRIALS}"
+    assert [c for c in CHATTER if c.lower() in log.lower()] == []
+    assert len(lines) <= 2 * ran + 20, log
+    for name in starts:
+        logs = smoke_sweep["sweep_dir"] / "trials" / name / "logs"
+        assert f"logs: {logs}" in log
+        if not name.startswith("baseline"):  # the worker's own lines landed in its file
+            assert f"[{name}] step 20/20" in (logs / "rank0.log").read_text()
+
+
+def test_status_of_a_running_an_interrupted_and_a_finished_sweep(smoke_sweep: dict) -> None:
+    running = smoke_sweep["status"]["running"]
+    assert running["state"] == "running" and running["plan_known"]
+    assert running["counts"]["planned"] == SMOKE_TRIALS and running["counts"]["done"] >= 1
+    training = [t for t in running["trials"] if t["status"] == "running" and t["step"]]
+    assert training and all(t["steps"] == 20 for t in training)
+
+    interrupted = smoke_sweep["status"]["interrupted"]
+    done = len(smoke_sweep["after_interrupt"])
+    assert interrupted["state"] == "interrupted" and not interrupted["lock"]["running"]
+    assert interrupted["counts"]["done"] == done
+    open_trials = interrupted["counts"]["unfinished"] + interrupted["counts"]["pending"]
+    assert open_trials == SMOKE_TRIALS - done
+    assert interrupted["spent_seconds"] > 0 and interrupted["champion"]["trial"]
+
+    finished = sweep_status(smoke_sweep["runs"])
+    assert finished["state"] == "finished" and finished["counts"]["done"] == SMOKE_TRIALS
+    assert finished["left"]["trials"] == 0 and finished["trials"] == []
+    rows = file_rows(smoke_sweep["sweep_dir"] / "results.jsonl")
+    best = max(rows.values(), key=lambda r: r["sim"])
+    assert finished["champion"]["trial"] == best["trial"]
+    assert finished["spent_flops"] == pytest.approx(
+        sum(r["train_flops"] or 0 for r in rows.values())
+    )
 
 
 def file_rows(path: Path) -> dict[str, dict]:
