@@ -330,7 +330,6 @@ def run_trials(
     sweep's console (`cluster.console`) says what a user reads, and each trial's processes
     write to its `logs/` (echoed here too when `verbose`)."""
     from ray import tune
-
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     # Tune's TensorBoard logger (one of its defaults) warns about every list-valued metric
