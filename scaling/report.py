@@ -53,9 +53,14 @@ __all__ = [
     "analyse_sweep",
     "build_report",
     "draw_figures",
+    "mlflow_ui_for",
     "read_rows",
     "render_html",
 ]
+
+
+LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"
+"""Where `make mlflow-ui` serves a sweep's local (sqlite) MLflow store."""
 
 
 def build_report(
@@ -64,10 +69,12 @@ def build_report(
     bootstrap: int = 1000,
     seed: int = 0,
     cost_per_gpu_hour: float | None = None,
+    mlflow_ui: str | None = None,
 ) -> Path:
     """Fit the sweep's scaling laws and write `fits.json`, `figures/*.png` and `report.html`
     into `sweep_dir`; returns the path of report.html. `cost_per_gpu_hour` (the sweep
-    config's) prices the GPU-hours the trials held.
+    config's) prices the GPU-hours the trials held; trials link to their runs in the MLflow
+    UI at `mlflow_ui` (default: `mlflow_ui_for(sweep_dir)`).
 
     Raises FileNotFoundError when `sweep_dir/results.jsonl` is missing and ValueError (a
     `ResultsError`) naming file and line when a row is malformed.
@@ -90,10 +97,23 @@ def build_report(
         cost_per_gpu_hour=cost_per_gpu_hour,
         forecast=forecast,
         no_forecast_why=why,
+        mlflow_ui=mlflow_ui or mlflow_ui_for(sweep_dir),
     )
     path = sweep_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def mlflow_ui_for(sweep_dir: Path) -> str:
+    """The MLflow UI holding the sweep's runs: its tracking server when the sweep logged to
+    one (sweep.json's `tracking_uri`), else what `make mlflow-ui` serves locally."""
+    try:
+        uri = json.loads((Path(sweep_dir) / "sweep.json").read_text()).get("tracking_uri")
+    except (OSError, ValueError, AttributeError):
+        uri = None
+    if isinstance(uri, str) and uri.startswith(("http://", "https://")):
+        return uri
+    return LOCAL_MLFLOW_UI
 
 
 def read_rows(path: Path) -> list[ResultRow]:
@@ -143,15 +163,19 @@ def render_html(
     cost_per_gpu_hour: float | None = None,
     forecast: Forecast | None = None,
     no_forecast_why: str = NO_FORECAST,
+    mlflow_ui: str | None = None,
 ) -> str:
-    """The whole page: verdict and status first, then figures, fit tables, the extrapolation
-    check, the sweep's forecast against what it measured, and every trial."""
+    """The whole page, in the order a reader asks: the headline figure and the verdict, then
+    the checks (the classic figure, what did not finish, what "more data" meant), then the
+    other figures, the fit tables, the extrapolation check, the forecast against what was
+    measured, and every trial (linked to its MLflow run in the UI at `mlflow_ui`)."""
     primary = analyses.get(PRIMARY)
     sections = [
         f"<h1>Scaling report — {esc(sweep)}</h1>",
         f'<p class="meta">{len(rows)} trials in results.jsonl · power laws fitted with a Huber '
         f"loss on log residuals · intervals from {bootstrap} bootstrap resamples (seed {seed})"
         " · primary metric: held-out loss</p>",
+        headline_section(primary, figures) if primary is not None else "",
         verdict_section(primary, rows),
         seed_figure_section(rows),
         status_section(rows),
@@ -159,14 +183,13 @@ def render_html(
     ]
     if primary is not None:
         sections += [
-            headline_section(primary, figures),
             sim_wer_section(figures),
             fits_section(analyses),
             joint_section(primary, figures),
             extrapolation_section(primary),
         ]
     sections.append(forecast_section(forecast, rows, no_forecast_why))
-    sections.append(trials_section(rows))
+    sections.append(trials_section(rows, mlflow_ui))
     sections.append(time_section(rows, cost_per_gpu_hour))
     body = "\n".join(s for s in sections if s)
     return (
@@ -197,6 +220,12 @@ def add_report_parser(commands: argparse._SubParsersAction) -> argparse.Argument
         metavar="X",
         help="price of one GPU-hour: the report multiplies it by the GPU-hours trials held",
     )
+    parser.add_argument(
+        "--mlflow-ui",
+        metavar="URL",
+        help="the MLflow UI that trials link to (default: the sweep's tracking server, "
+        f"else {LOCAL_MLFLOW_UI}, where `make mlflow-ui` serves the local store)",
+    )
     parser.set_defaults(handler=_report_command)
     return parser
 
@@ -212,6 +241,7 @@ def _report_command(args: argparse.Namespace) -> int:
             bootstrap=args.bootstrap,
             seed=args.seed,
             cost_per_gpu_hour=args.cost_per_gpu_hour,
+            mlflow_ui=args.mlflow_ui,
         )
     except (FileNotFoundError, ResultsError) as err:
         raise ConfigError(str(err)) from err

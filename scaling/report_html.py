@@ -6,9 +6,9 @@ import base64
 import html
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["CSS", "Cell", "esc", "figure", "note", "table"]
+__all__ = ["CSS", "Cell", "Link", "esc", "figure", "link", "note", "table"]
 
 CSS = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px;
@@ -40,7 +40,14 @@ span.train { background: #2a6db0; } span.eval { background: #e08a1e; }
 span.other { background: #b8b8b8; }
 """
 
-Cell = str | tuple[str, str]  # plain text, or (text, css class)
+class Link(NamedTuple):
+    """A table cell that links somewhere (a trial's MLflow run)."""
+
+    text: str
+    href: str
+
+
+Cell = str | tuple[str, str] | Link  # plain text, (text, css class), or a link
 
 
 def esc(value: Any) -> str:
@@ -58,10 +65,14 @@ def table(
     """An HTML table: the first `text_columns` columns left-aligned, the rest numeric."""
 
     def cell(tag: str, value: Cell, index: int) -> str:
-        text, cls = value if isinstance(value, tuple) else (value, "")
+        if isinstance(value, Link):
+            text, cls = link(value.text, value.href), ""
+        else:
+            plain, cls = value if isinstance(value, tuple) else (value, "")
+            text = esc(plain)
         classes = " ".join(c for c in ("text" if index < text_columns else "", cls) if c)
         attr = f' class="{classes}"' if classes else ""
-        return f"<{tag}{attr}>{esc(text)}</{tag}>"
+        return f"<{tag}{attr}>{text}</{tag}>"
 
     head = "".join(cell("th", h, i) for i, h in enumerate(headers))
     lines = []
@@ -81,6 +92,11 @@ def figure(path: Path | None, alt: str, caption: str) -> str:
         f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
         f"<figcaption>{esc(caption)}</figcaption></figure>"
     )
+
+
+def link(text: str, href: str) -> str:
+    """An anchor to `href` (escaped), showing `text`."""
+    return f'<a href="{esc(href)}">{esc(text)}</a>'
 
 
 def note(text: str, cls: str = "warn") -> str:

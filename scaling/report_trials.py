@@ -12,13 +12,14 @@ from typing import get_args
 
 from scaling import report_rows
 from scaling.formatting import as_float, finite, fmt_number, fmt_with_interval
-from scaling.report_html import esc, note, table
+from scaling.report_html import Cell, Link, esc, note, table
 from scaling.report_rows import METRICS, Analysis
 from scaling.seed_figure import describe_seed_figure
 from scaling.timing import sweep_timing
 from store.records import ResultRow, Status
 
 __all__ = [
+    "mlflow_run_url",
     "seed_figure_section",
     "status_section",
     "time_section",
@@ -109,10 +110,22 @@ TRIAL_COLUMNS = (
 )
 
 
-def trials_section(rows: Sequence[ResultRow]) -> str:
-    """Every row, failed and diverged ones highlighted, by family, budget and seed."""
+def mlflow_run_url(ui: str, run_id: str) -> str:
+    """The MLflow UI's page of one run (its direct route, no experiment id needed)."""
+    return f"{ui.rstrip('/')}/#/runs/{run_id}"
+
+
+def trials_section(rows: Sequence[ResultRow], mlflow_ui: str | None = None) -> str:
+    """Every row, failed and diverged ones highlighted, by family, budget and seed; with
+    `mlflow_ui`, each trial's name links to its MLflow run there."""
     if not rows:
         return ""
+
+    def name(r: ResultRow) -> Cell:
+        if mlflow_ui and r.mlflow_run_id:
+            return Link(str(r.trial), mlflow_run_url(mlflow_ui, r.mlflow_run_id))
+        return str(r.trial)
+
     order = {f.name: i for i, f in enumerate(report_rows.families(rows))}
     ordered = sorted(
         rows,
@@ -123,9 +136,9 @@ def trials_section(rows: Sequence[ResultRow]) -> str:
         ),
     )
     other = {t.trial: t.other for t in sweep_timing(rows).trials}
-    body = [
+    body: list[list[Cell]] = [
         [
-            str(r.trial),
+            name(r),
             str(r.status),
             fmt_number(r.params),
             fmt_number(r.data_utterances),
@@ -141,8 +154,17 @@ def trials_section(rows: Sequence[ResultRow]) -> str:
         for r in ordered
     ]
     classes = [r.status if r.status != "done" else "" for r in ordered]
+    linked = sum(isinstance(line[0], Link) for line in body)
+    where = (
+        f"<p>Each trial's name opens its MLflow run ({linked} of {len(body)} recorded there) "
+        f"in the UI at <code>{esc(mlflow_ui)}</code>: metrics per step, the per-utterance "
+        "scores, audio samples and the exported checkpoint.</p>"
+        if mlflow_ui and linked
+        else ""
+    )
     return (
         '<section id="all-trials"><h2>All trials</h2>'
+        + where
         + table(TRIAL_COLUMNS, body, row_classes=classes, text_columns=2)
         + "</section>"
     )

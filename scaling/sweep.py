@@ -147,8 +147,11 @@ def write_sweep_record(paths: SweepPaths, sweep: SweepConfig, holder: dict) -> N
     import os
 
     paths.root.mkdir(parents=True, exist_ok=True)
+    from cluster.tracking import default_tracking_uri
+
     record = {
         "config": to_dict(sweep),
+        "tracking_uri": default_tracking_uri(paths.root.parent),
         "started_at": time.time(),
         "pid": holder.get("pid"),
         "host": holder.get("host"),

@@ -166,13 +166,18 @@ def test_fits_of_the_synthetic_grid_match_the_golden_file(full_report: Path) -> 
 # ---------------------------------------------------------------------------------------------
 
 
-def test_report_leads_with_the_verdict_and_status(full_report: Path) -> None:
+def test_report_opens_with_the_headline_figure_and_the_verdict_then_the_checks(
+    full_report: Path,
+) -> None:
     page = full_report.read_text()
     verdict = read_fits(full_report)["val_loss"]["verdict"]
     assert verdict
     for sentence in verdict:
         assert html.escape(sentence) in page
-    assert page.index('id="verdict"') < page.index('id="status"') < page.index('id="headline"')
+    order = ["headline", "verdict", "seed-figure", "status", "sim-wer", "fit-table"]
+    positions = [page.index(f'id="{section}"') for section in order]
+    assert positions == sorted(positions), order
+    assert page.index("<img") > page.index('id="headline"'), "the first figure is the headline"
     assert "1 diverged, 1 failed" in page
     assert html.escape(FAILED_ERROR) in page and html.escape(DIVERGED_ERROR) in page
 
@@ -204,6 +209,20 @@ def test_figures_are_embedded_pngs(full_report: Path) -> None:
             assert image.format == "PNG" and min(image.size) > 200
     pngs = sorted(p.name for p in (full_report.parent / "figures").glob("*.png"))
     assert pngs == ["frontier.png", "headline.png", "joint.png", "sim_wer.png"]
+
+
+def test_each_trial_links_to_its_mlflow_run(tmp_path: Path) -> None:
+    rows = synthetic_rows(broken=False)
+    rows[0]["mlflow_run_id"] = "0123abcd"
+    sweep = write_sweep(tmp_path / "runs" / "grid", rows)
+    page = build_report(sweep, bootstrap=0).read_text()
+    anchor = f'<a href="http://127.0.0.1:5000/#/runs/0123abcd">{rows[0]["trial"]}</a>'
+    assert anchor in page and "1 of " in page  # a row without a run id stays plain text
+    (sweep / "sweep.json").write_text(json.dumps({"tracking_uri": "http://head:5000"}))
+    page = build_report(sweep, bootstrap=0).read_text()
+    assert 'href="http://head:5000/#/runs/0123abcd"' in page
+    page = build_report(sweep, bootstrap=0, mlflow_ui="https://mlflow.example").read_text()
+    assert 'href="https://mlflow.example/#/runs/0123abcd"' in page
 
 
 def test_report_needs_nothing_outside_itself(full_report: Path) -> None:
