@@ -268,7 +268,7 @@ def _run_pending(plan: SweepPlan, recorder: SweepRecorder, max_failures: int, ve
             max_failures=max_failures,
             verbose=verbose,
         )
-        _run_phases(plan, to_run, recorder, launch)
+        _run_phases(plan, to_run, recorder, launch, verbose)
     missing = _count(plan.paths, names=list(recorder.trials))["missing"]
     if missing:
         print(
@@ -286,6 +286,7 @@ def _run_phases(
     to_run: list[TrialConfig],
     recorder: SweepRecorder,
     launch: Callable[[list[TrialConfig]], None],
+    verbose: bool = False,
 ) -> None:
     """The cheap trials, then — once every cheap trial of the grid has a row — the forecast
     of the others, then those (`scaling.sweep_forecast`). An interrupted cheap phase
@@ -301,7 +302,7 @@ def _run_phases(
     if _count(plan.paths, names=[t.name for t in grid_cheap])["missing"]:
         return
     try:
-        forecast_before_launch(plan, later, recorder.queue)
+        forecast_before_launch(plan, later, recorder.queue, table=verbose)
     except Exception as err:  # the forecast informs; it must never hold the trials back
         print(
             f"warning: no forecast made ({type(err).__name__}: {err}); launching the rest",

@@ -100,10 +100,11 @@ def phase_note(sweep: SweepConfig) -> str:
 
 
 def forecast_before_launch(
-    plan: SweepPlan, later: Sequence[TrialConfig], queue: TrackingQueue
+    plan: SweepPlan, later: Sequence[TrialConfig], queue: TrackingQueue, *, table: bool = True
 ) -> Forecast:
     """Between the phases: forecast `later` (kept entries stay, see the resume rule), write
-    forecast.json when it changed, send it to MLflow, print it."""
+    forecast.json when it changed, send it to MLflow, print it (every trial and metric with
+    `table`, else a summary of a few lines)."""
     path = plan.paths.root / FORECAST_FILE
     rows = load_rows(plan.paths.results)
     forecast, fresh = _merged(_kept(path), rows, later)
@@ -111,7 +112,10 @@ def forecast_before_launch(
         _write(path, forecast)
     payload = forecast.to_json()
     queue.submit("the forecast", lambda t: t.log_forecast(payload, mlflow_metrics(forecast)))
-    print(format_forecast(forecast, later, fresh, rows), flush=True)
+    text = format_forecast(forecast, later, fresh, rows)
+    if not table:
+        text = summarise_forecast(text, forecast, later, plan.paths.root / FORECAST_FILE)
+    print(text, flush=True)
     return forecast
 
 
@@ -237,6 +241,23 @@ def format_forecast(
             )
     lines.append(_cost_line(forecast, [t.name for t in trials]))
     return "\n".join(lines)
+
+
+def summarise_forecast(
+    table: str, forecast: Forecast, trials: Sequence[TrialConfig], path: Path
+) -> str:
+    """The forecast's first line, how many values have an interval, and its cost line."""
+    values = [f for t in trials for f in forecast.trials[t.name].metrics.values()]
+    made = sum(f.value is not None for f in values)
+    lines = table.splitlines()
+    return "\n".join(
+        [
+            lines[0],
+            f"  {made} of {len(values)} trial × metric values forecast, the rest say why not; "
+            f"every one in {path} (`voicescale sweep --forecast-only` prints them)",
+            lines[-1],
+        ]
+    )
 
 
 def _cost_line(forecast: Forecast, names: list[str]) -> str:

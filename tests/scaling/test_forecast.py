@@ -254,10 +254,17 @@ def test_forecast_json_is_kept_on_resume_and_extended_for_a_new_grid(
     assert "forecast.l-u4096-seed0.val_loss.lo" in group
 
     # Interrupted after l ran; resumed: the others are still pending, nothing is rewritten.
+    # Without -v the console gets a summary of three lines, not a line per trial and metric.
     write_rows(tmp_path, noisy_rows(later[-1:], seed=2))
     rest = later[:-1]
-    forecast_before_launch(plan_sweep(sweep, tmp_path), rest, FakeQueue())
+    forecast_before_launch(plan_sweep(sweep, tmp_path), rest, FakeQueue(), table=False)
     assert path.read_bytes() == first
+    summary = capsys.readouterr().out.splitlines()
+    assert len(summary) == 3 and summary[0].startswith(f"forecast of {len(rest)} trial(s)")
+    entries = {t["trial"]: t for t in json.loads(first)["trials"]}
+    values = sum(len(entries[t.name]["metrics"]) for t in rest)
+    assert f"of {values} trial × metric values forecast" in summary[1]
+    assert str(path) in summary[1] and summary[2].startswith("cost of the")
 
     # The grid grows by one budget: its trials are forecast now, the old entries stay as made.
     bigger = make_sweep((64, 256, 1024, 4096, 16384))
