@@ -55,6 +55,14 @@ class RunningTrial:
             return None
         return (self.steps - s1) * (t1 - t0) / (s1 - s0)
 
+    @property
+    def phase(self) -> str:
+        """starting (no training report yet), training, or finishing (the last step is
+        reported: exporting, then judging the export)."""
+        if self.step is None:
+            return "starting"
+        return "finishing" if self.steps and self.step >= self.steps else "training"
+
     def cells(self, now: float) -> dict[str, str]:
         t = self.config
         step = f"{self.step}/{self.steps}" if self.step is not None and self.steps else "–"
@@ -68,8 +76,8 @@ class RunningTrial:
             "seed": str(t.seed),
             "step": step,
             "val_loss": f"{self.val_loss:.3f}" if self.val_loss is not None else "–",
-            "status": "training" if self.step is not None else "starting",
-            "eta": _duration(eta) if eta is not None else up,
+            "status": self.phase,
+            "eta": _duration(eta) if eta and self.phase == "training" else up,
         }
 
 
@@ -252,9 +260,10 @@ def format_table(rows: list[dict[str, str]]) -> str:
 
 def _terminal_width() -> int:
     try:
-        return os.get_terminal_size().columns
+        columns = os.get_terminal_size().columns
     except OSError:
-        return 120
+        columns = 0
+    return columns if columns > 20 else 120  # 0 where the terminal does not say (script, CI)
 
 
 def _si(n: int | None) -> str:

@@ -84,6 +84,9 @@ def test_the_table_shows_step_params_and_an_eta_from_the_step_rate(tmp_path: Pat
     assert cells["params"] == "55.8k" and cells["budget"] == "u64"
     assert cells["step"] == "20/110" and cells["val_loss"] == "1.500"
     assert cells["status"] == "training" and cells["eta"] == "3m"  # 90 steps × 2 s
+    con.progress(name, {"step": 110, "steps": 110})
+    cells = dict(zip(header.split(), con._table_text().splitlines()[2].split(), strict=False))
+    assert cells["status"] == "finishing" and cells["eta"] == "(up"  # judging: no ETA
 
 
 def test_the_live_table_is_erased_before_a_line_and_foreign_prints_survive(
