@@ -232,7 +232,8 @@ class _Above:
 
 
 def end_line(row: ResultRow, ended: int, total: int, logs: str | None = None) -> str:
-    """`[k/N] trial status val_loss … sim … wer … (s)`, then the error's last line if any."""
+    """`[k/N] trial status val_loss … sim … wer … [dnsmos …] (s)`, then the error's last line
+    if any."""
 
     def metric(key: str) -> str:
         value = row.metric(key)
@@ -241,8 +242,12 @@ def end_line(row: ResultRow, ended: int, total: int, logs: str | None = None) ->
     seconds = row.wall_seconds or 0
     text = (
         f"[{ended}/{total}] {row.trial:<22} {row.status:<8} val_loss {metric('val_loss')} "
-        f"sim {metric('sim')} wer {metric('wer')} ({seconds:.0f} s)"
+        f"sim {metric('sim')} wer {metric('wer')}"
     )
+    for quality in ("dnsmos", "utmos"):  # the perceptual scores the evaluation measured
+        if row.metric(quality) is not None:
+            text += f" {quality} {metric(quality)}"
+    text += f" ({seconds:.0f} s)"
     if logs:
         text += f" logs: {logs}"
     if row.error:

@@ -11,7 +11,8 @@ queue behind one actor while another sits idle.
 The actor holds no Ray resources: the caller (a trial's rank-0 worker, or the baseline's task)
 holds its CPUs — and GPU, which the actor can see because Ray leaves CUDA_VISIBLE_DEVICES
 alone for actors that ask for none — and waits while the actor works, so evaluation uses the
-trial's share of the machine, as before, and the judges' threads are set to that share. The
+trial's share of the machine, as before, and the judges' threads are set to that share
+(`torch.set_num_threads`, which DNSMOS's onnxruntime sessions follow: `eval.quality`). The
 actors are detached (they outlive the trial that created them); the sweep removes its own at
 start and at the end (`remove_judges`)."""
 

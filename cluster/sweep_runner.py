@@ -93,6 +93,7 @@ def trial_trainable(tune_config: dict[str, Any], *, tasks: dict[str, TrialTask])
             "val_loss": _number(outcome.train.val_loss),
             "sim": _number(evaluation.sim if evaluation else None),
             "wer": _number(evaluation.wer if evaluation else None),
+            "dnsmos": _number(evaluation.dnsmos if evaluation else None),
         }
     )
 

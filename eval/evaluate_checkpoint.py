@@ -8,20 +8,22 @@ the target itself). Each generated utterance is vocoded, transcribed and embedde
     sim       cosine(generated, enrolment centroid), mean over utterances
     wer       pooled WER of the transcripts vs the input text (Σ errors / Σ words)
     val_loss  teacher-forced log-mel L1 of the same utterances (Σ L1 / Σ mel cells)
+    dnsmos    perceptual quality, DNSMOS P.835 OVRL (1-5), mean over utterances; likewise
+              utmos — whichever `EvalConfig.quality` names (`eval.quality`)
 
-Each comes with a 95 % percentile interval (`sim_ci`, `wer_ci`, `val_loss_ci`) from a
-speaker-clustered bootstrap (`CI_METHOD`): resample the held-out voices with replacement, then
+Each comes with a 95 % percentile interval (`sim_ci`, `wer_ci`, `val_loss_ci`, `dnsmos_ci`) from
+a speaker-clustered bootstrap (`CI_METHOD`): resample the held-out voices with replacement, then
 each drawn voice's utterances with replacement. A voice's utterances share its prompt and its
 enrolment centroid, so they are not independent draws: resampling utterances alone would
 treat 8 voices × 3 sentences as 24 independent samples, and its intervals are too narrow.
-The three statistics share one set of seeded replicates, so the same records always give the
+The statistics share one set of seeded replicates, so the same records always give the
 same intervals.
 
 Ceilings measured with the same judges — the real recordings, and the real mel through the
 vocoder — come with every result (computed once per corpus and judge, then cached).
 
 Broken output (empty, silent, NaN or absurdly long audio) never crashes an evaluation: the
-utterance scores WER 1 and SIM 0 and is counted in `failed_utterances`.
+utterance scores WER 1, SIM 0 and MOS 1 and is counted in `failed_utterances`.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from filelock import FileLock
 
 from eval.errors import DecodeBounded
 from eval.judges import Judges
+from eval.quality import MOS_FLOOR, QUALITY_METRICS
 from eval.result import EvalResult
 from eval.speaker_similarity import SpeakerEmbedder, cosine
 from eval.word_error_rate import utterance_wer
@@ -74,6 +77,8 @@ class EvalItem:
     speaker: str
     prompt: Utterance
     target: Utterance
+    scored_for_quality: bool = True
+    """Among the first `eval.quality_per_speaker` of its voice: the quality judges hear it."""
 
 
 def evaluation_plan(
@@ -89,7 +94,8 @@ def evaluation_plan(
                 f"eval.sentences_per_speaker={cfg.sentences_per_speaker} leaves none for "
                 "enrolment (SIM needs real audio other than the prompt and the targets)"
             )
-        items += [EvalItem(speaker, prompt, t) for t in chosen]
+        quality = cfg.quality_per_speaker or len(chosen)
+        items += [EvalItem(speaker, prompt, t, i < quality) for i, t in enumerate(chosen)]
         enrolment[speaker] = rest
     return items, enrolment
 
@@ -146,14 +152,15 @@ def _centroids(
 def _judge(
     wave: np.ndarray, rate: int, item: EvalItem, judges: Judges, centroid: np.ndarray
 ) -> dict[str, Any]:
-    """WER, SIM and transcript of one (generated or real) utterance; failures score worst. A
-    decode stopped at its bound (`DecodeBounded`) scores WER 1 and says so, while its SIM is
-    measured as usual: the speaker judge heard the audio fine."""
+    """WER, SIM, quality scores and transcript of one (generated or real) utterance; failures
+    score worst. A decode stopped at its bound (`DecodeBounded`) scores WER 1 and says so,
+    while its SIM and quality are measured as usual: those judges heard the audio fine."""
     problem = check_generated_audio(wave, rate, item.target.duration_s)
     bounded = None
     if problem is None:
         try:  # a judge tripping over strange audio fails that utterance, not the trial
             vector = judges.embedder.embed([wave], rate)[0]
+            quality = judges.score_quality(wave, rate) if item.scored_for_quality else {}
             try:
                 transcript = judges.transcriber.transcribe(wave, rate)
             except DecodeBounded as err:
@@ -164,7 +171,7 @@ def _judge(
             if not np.isfinite(vector).all():
                 problem = "no speech found by the speaker judge"
     if problem is not None:
-        return _failed(item, problem)
+        return _failed(item, problem, _quality_metrics(item, judges))
     counts = utterance_wer(item.target.text, transcript)  # "" when bounded: WER 1
     return {
         "transcript": transcript,
@@ -172,13 +179,15 @@ def _judge(
         "words": counts.words,
         "wer": counts.wer,
         "sim": cosine(vector, centroid),
+        **quality,
         "failed": bounded,
     }
 
 
-def _failed(item: EvalItem, problem: str) -> dict[str, Any]:
-    """The record of an utterance that could not be judged: WER 1 (every word missed) and
-    SIM 0, counted in `failed_utterances` with the reason."""
+def _failed(item: EvalItem, problem: str, quality: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The record of an utterance that could not be judged: WER 1 (every word missed), SIM 0
+    and the lowest MOS for each `quality` metric, counted in `failed_utterances` with the
+    reason."""
     counts = utterance_wer(item.target.text, "")
     return {
         "transcript": "",
@@ -186,14 +195,20 @@ def _failed(item: EvalItem, problem: str) -> dict[str, Any]:
         "words": counts.words,
         "wer": 1.0,
         "sim": 0.0,
+        **dict.fromkeys(quality, MOS_FLOOR),
         "failed": problem,
     }
 
 
+def _quality_metrics(item: EvalItem, judges: Judges) -> tuple[str, ...]:
+    return judges.quality_metrics if item.scored_for_quality else ()
+
+
 def _aggregate(records: list[dict[str, Any]], resamples: int, prefix: str = "") -> dict[str, Any]:
     """Point estimates and speaker-clustered intervals of per-utterance records (each names
-    its `speaker`): mean SIM, pooled WER and, when measured, val_loss = Σ L1 / Σ cells (an
-    utterance without a finite L1 counts as infinite). One set of replicates serves all."""
+    its `speaker`): mean SIM, pooled WER and, when measured, mean quality scores (dnsmos,
+    utmos) and val_loss = Σ L1 / Σ cells (an utterance without a finite L1 counts as
+    infinite). One set of replicates serves all."""
     replicates = clustered_resamples([r["speaker"] for r in records], resamples)
     errors = np.array([r["errors"] for r in records], dtype=float)
     words = np.array([r["words"] for r in records], dtype=float)
@@ -204,6 +219,16 @@ def _aggregate(records: list[dict[str, Any]], resamples: int, prefix: str = "") 
         f"{prefix}wer": float(errors.sum() / words.sum()),
         f"{prefix}wer_ci": replicates.ratio_interval(errors, words),
     }
+    for metric in QUALITY_METRICS:
+        # Scored on the first `quality_per_speaker` utterances of each voice: resampled on
+        # their own, still voice by voice.
+        scored = [r for r in records if metric in r]
+        if not scored:
+            continue
+        scores = np.array([r[metric] for r in scored], dtype=float)
+        own = clustered_resamples([r["speaker"] for r in scored], resamples)
+        out[f"{prefix}{metric}"] = float(scores.mean())
+        out[f"{prefix}{metric}_ci"] = own.ratio_interval(scores, np.ones_like(scores))
     if "l1_sum" in records[0]:
         l1 = np.array([math.inf if r["l1_sum"] is None else r["l1_sum"] for r in records])
         cells = np.array([r["l1_cells"] for r in records], dtype=float)
@@ -335,7 +360,8 @@ def evaluate_checkpoint(
 ) -> EvalResult:
     """Evaluate one export; write per_utterance.jsonl, metrics.json and samples/ to `out_dir`.
 
-    Returns an `EvalResult`: sim, wer, val_loss with CIs, failed_utterances, ceilings, timings.
+    Returns an `EvalResult`: sim, wer, val_loss and the quality scores (dnsmos, utmos: those
+    `cfg.quality` names) with CIs, failed_utterances, ceilings, timings.
     `synthesizer` replaces the one loaded from `export_dir` (tests of degenerate models);
     `heldout` is a `HeldOutSet` built earlier for this corpus, settings and features (else it
     is built here, with `judges` when given).
@@ -403,7 +429,7 @@ def _judge_item(
         centroid = heldout.centroids[item.speaker]
         record.update(_judge(wave, features.sample_rate, item, heldout.judges, centroid))
     else:
-        record.update(_failed(item, problem))
+        record.update(_failed(item, problem, _quality_metrics(item, heldout.judges)))
     record["generated_seconds"] = len(wave) / features.sample_rate
     if n < heldout.cfg.audio_samples and record["failed"] is None:
         path = out_dir / "samples" / f"{item.target.id}.wav"

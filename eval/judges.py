@@ -1,12 +1,16 @@
-"""The judges of one evaluation: a speaker-similarity judge and an ASR judge, built once and
-shared by every checkpoint judged on the same corpus with the same settings."""
+"""The judges of one evaluation: a speaker-similarity judge, an ASR judge and the perceptual
+quality judges (`eval.quality`), built once and shared by every checkpoint judged on the same
+corpus with the same settings."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from eval.asr import Transcriber, make_transcriber
+from eval.quality import QualityJudge, make_quality_judges
 from eval.speaker_similarity import SpeakerEmbedder, make_embedder
 from training.config import EvalConfig
 
@@ -19,6 +23,8 @@ class Judges:
 
     embedder: SpeakerEmbedder
     transcriber: Transcriber
+    quality: tuple[QualityJudge, ...] = ()
+    """The perceptual quality judges `EvalConfig.quality` names (none: no quality metric)."""
 
     @classmethod
     def build(
@@ -32,7 +38,11 @@ class Judges:
         which is what `judges check` uses). Never the working directory. `asr_judge: auto`
         picks pocketsphinx-jsgf when the corpus has grammar.jsgf, else pocketsphinx-lm."""
         cache = cls.cache_dir_for(cfg, corpus_root, cache_dir)
-        return cls(cls.speaker_judge(cfg, cache), cls.asr_judge(cfg, Path(corpus_root), cache))
+        return cls(
+            cls.speaker_judge(cfg, cache),
+            cls.asr_judge(cfg, Path(corpus_root), cache),
+            make_quality_judges(cfg.quality, cfg.utmos_dir),
+        )
 
     @staticmethod
     def speaker_judge(cfg: EvalConfig, cache: Path) -> SpeakerEmbedder:
@@ -68,5 +78,20 @@ class Judges:
         )
         return Path(chosen).resolve()
 
+    @property
+    def quality_metrics(self) -> tuple[str, ...]:
+        """The metric names the quality judges give (e.g. ("dnsmos",))."""
+        return tuple(judge.name for judge in self.quality)
+
+    def score_quality(self, wave: np.ndarray, sample_rate: int) -> dict[str, float]:
+        """Every quality judge's scores of one utterance, in one dict."""
+        scores: dict[str, float] = {}
+        for judge in self.quality:
+            scores.update(judge.score(wave, sample_rate))
+        return scores
+
     def versions(self) -> dict[str, str]:
-        return {"speaker": self.embedder.version(), "asr": self.transcriber.version()}
+        """Each judge's name and version (the quality judges under their metric's name): what
+        results record, and part of the ceilings' cache key."""
+        versions = {"speaker": self.embedder.version(), "asr": self.transcriber.version()}
+        return versions | {judge.name: judge.version() for judge in self.quality}

@@ -7,6 +7,14 @@ gl_wer          WER on real mels through the evaluation vocoder (`EvalConfig.voc
                 Griffin-Lim by default: the vocoder's own cost)
 wrong_text_wer  WER of real transcripts scored against another sentence (→ ~1)
 noise_wer       WER of white noise scored against the sentences (→ 1)
+gt_dnsmos       DNSMOS OVRL of the real recordings (the smoke corpus's eSpeak voices: about
+                2.4; real read speech: about 3)
+gl_dnsmos       DNSMOS OVRL of the same real mels through the evaluation vocoder (below gt_dnsmos)
+noise_dnsmos    DNSMOS OVRL of white noise as loud as each recording (→ 1, the scale's floor)
+
+(gt_/gl_/noise_utmos likewise when `EvalConfig.quality` names utmos.) The quality judges hear
+the first `quality_per_speaker` utterances of each voice only: DNSMOS costs about 1.5 s of a CPU
+thread per eSpeak-length clip (`eval.quality`), three clips per utterance.
 
 With the default `EvalConfig` it runs offline on any prepared corpus: `asr_judge: auto` is
 pocketsphinx-jsgf on a synthetic corpus (it has grammar.jsgf) and pocketsphinx-lm on a real
@@ -58,8 +66,10 @@ def check_judges(
     per_speaker: int = 12,
     seed: int = 0,
     cache_dir: str | Path | None = None,
+    quality_per_speaker: int = 2,
 ) -> dict[str, Any]:
-    """Run every check on up to `per_speaker` held-out utterances of each held-out voice.
+    """Run every check on up to `per_speaker` held-out utterances of each held-out voice (the
+    quality judges: on up to `quality_per_speaker` of them).
 
     Hub judges and vocoders are downloaded into `cfg.cache_dir`, else `cache_dir`, else
     `judges/` beside the corpus (see `Judges.build`)."""
@@ -95,18 +105,20 @@ def check_judges(
     store = load_features(corpus, features, workers=1, progress=False)
     index = {u.id: i for i, u in enumerate(corpus.utterances)}
     vocoder = vocoder_for(features, cfg, cache)
-    vocoded = [
-        heard(
-            vocoder(torch.from_numpy(np.array(store.mel(index[u.id])))).numpy(),
-            features.sample_rate,
-        )
-        for u in utts
-    ]
+    gl_waves = [vocoder(torch.from_numpy(np.array(store.mel(index[u.id])))).numpy() for u in utts]
+    vocoded = [heard(w, features.sample_rate) for w in gl_waves]
     rng = np.random.default_rng(seed)
-    noise = [
-        heard(rng.normal(0, np.sqrt(np.mean(w**2)), len(w)).astype(np.float32), rate) for w in waves
-    ]
+    noise_waves = [rng.normal(0, np.sqrt(np.mean(w**2)), len(w)).astype(np.float32) for w in waves]
+    noise = [heard(w, rate) for w in noise_waves]
     shifted = texts[1:] + texts[:1]  # every transcript against another sentence
+    heard_by_quality = _first_per_speaker(utts, quality_per_speaker)
+    quality = {
+        **_mean_quality(judges, "gt", [waves[i] for i in heard_by_quality], rate),
+        **_mean_quality(
+            judges, "gl", [gl_waves[i] for i in heard_by_quality], features.sample_rate
+        ),
+        **_mean_quality(judges, "noise", [noise_waves[i] for i in heard_by_quality], rate),
+    }
     return {
         "eer": equal_error_rate(scores[upper][same], scores[upper][~same]),
         "identical_sim": float(np.mean(identical)),
@@ -116,10 +128,36 @@ def check_judges(
         "noise_wer": wer_of(noise, texts),
         "same_speaker_sim": float(scores[upper][same].mean()),
         "different_speaker_sim": float(scores[upper][~same].mean()),
+        **quality,
+        "quality_utterances": len(heard_by_quality) if judges.quality else 0,
         "utterances": len(utts),
         "speakers": len(set(speakers)),
         "judges": judges.versions(),
         "cache_dir": str(cache),
         "corpus": str(corpus_root),
         "seconds": time.perf_counter() - started,
+    }
+
+
+def _first_per_speaker(utts: list[Utterance], count: int) -> list[int]:
+    """Indices of each voice's first `count` utterances in `utts`."""
+    seen: dict[str, int] = {}
+    chosen = []
+    for i, u in enumerate(utts):
+        if seen.get(u.speaker, 0) < count:
+            seen[u.speaker] = seen.get(u.speaker, 0) + 1
+            chosen.append(i)
+    return chosen
+
+
+def _mean_quality(
+    judges: Judges, condition: str, waves: list[np.ndarray], sample_rate: int
+) -> dict[str, float]:
+    """`<condition>_<metric>`: each quality judge's main score, mean over `waves`."""
+    if not waves:
+        return {}
+    scored = [judges.score_quality(w, sample_rate) for w in waves]
+    return {
+        f"{condition}_{metric}": float(np.mean([s[metric] for s in scored]))
+        for metric in judges.quality_metrics
     }

@@ -24,7 +24,8 @@ class EvalResult:
     failed_utterances: int = 0
     failure_reasons: dict[str, int] = field(default_factory=dict)
     ceilings: dict[str, float | None] = field(default_factory=dict)
-    """Flat: ground_truth_sim/wer and vocoded_ground_truth_sim/wer."""
+    """Flat: ground_truth_sim/wer/dnsmos and vocoded_ground_truth_sim/wer/dnsmos (each with
+    its `_ci`; utmos too when judged)."""
     judges: dict[str, str] = field(default_factory=dict)
     eval_config: dict[str, Any] = field(default_factory=dict)
     eval_seconds: float = 0.0
@@ -33,18 +34,27 @@ class EvalResult:
     reference_seconds: float = 0.0
     """The part of `eval_seconds` spent loading the judges, the held-out set and its
     ceilings — paid by the first checkpoint a judge process sees, 0 afterwards."""
+    dnsmos: float | None = None
+    """Perceptual quality, DNSMOS P.835 OVRL (1-5, higher is better), mean over utterances
+    (None when `EvalConfig.quality` leaves it out, and in results written before it)."""
+    dnsmos_ci: tuple[float, float] | None = None
+    utmos: float | None = None
+    """UTMOS (1-5), mean over utterances, when `EvalConfig.quality` names it."""
+    utmos_ci: tuple[float, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        if self.val_loss is None:  # corpora without timings never had these keys
-            del out["val_loss"], out["val_loss_ci"]
+        # Corpora without timings never had the val_loss keys; unjudged quality has none.
+        for metric in ("val_loss", "dnsmos", "utmos"):
+            if getattr(self, metric) is None:
+                del out[metric], out[f"{metric}_ci"]
         return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> EvalResult:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
-        for key in ("sim_ci", "wer_ci", "val_loss_ci"):
+        for key in ("sim_ci", "wer_ci", "val_loss_ci", "dnsmos_ci", "utmos_ci"):
             if values.get(key) is not None:
                 values[key] = tuple(values[key])
         return cls(**values)

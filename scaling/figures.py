@@ -1,6 +1,7 @@
 """The report's figures as PNGs, drawn with matplotlib (imported lazily).
 
-Loss vs data, SIM and WER vs data, the joint fit's iso-loss map, and the compute frontier.
+Loss vs data, SIM and WER vs data, perceptual quality (DNSMOS, UTMOS) vs data, the joint fit's
+iso-loss map, and the compute frontier.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ METRIC_AXIS = {
     "val_loss": "held-out loss (lower is better)",
     "sim": "SIM, speaker similarity (higher is better)",
     "wer": "WER, word error rate (lower is better)",
+    "dnsmos": "DNSMOS OVRL, perceptual quality 1-5 (higher is better)",
+    "utmos": "UTMOS, perceptual quality 1-5 (higher is better)",
 }
 BASELINE_COLOUR = "0.2"
 CEILING_STYLE = {  # reference lines: what a perfect TTS and a perfect acoustic model would score
@@ -75,6 +78,7 @@ def draw_figures(
     drawn = {
         "headline": _draw_headline(rows, primary, families, styles) if primary else None,
         "sim_wer": _draw_sim_wer(rows, analyses, families, styles),
+        "quality": _draw_quality(rows, families, styles),
         "joint": _draw_joint(rows, primary) if primary else None,
         "frontier": _draw_frontier(rows, primary, families, styles) if primary else None,
     }
@@ -231,30 +235,56 @@ def _draw_sim_wer(
     if not any(by_metric.values()):
         return None
     fig, axes = _new_figure(11.0, 4.6, panels=2)
-    ceilings = report_rows.ceilings(rows)
-    hours_per_utt = report_rows.hours_per_utterance(rows)
-    for ax, metric in zip(axes, ("sim", "wer"), strict=True):
-        analysis = analyses.get(metric) or {}
-        fitted = analysis.get("families") or {}
-        for family in families:
-            points = by_metric[metric].get(family.name)
-            if points:
-                _plot_metric_points(ax, points, styles[family.name], family.label)
-            curve = (fitted.get(family.name) or {}).get("curve") or {}
-            if curve.get("d"):
-                show = _display(analysis)
-                style = styles[family.name]
-                ys = [show(as_float(v)) for v in curve["loss"]]
-                ax.plot(curve["d"], ys, color=style.color, ls=style.linestyle, alpha=0.6)
-        for source, style in CEILING_STYLE.items():
-            value = ceilings.get(source, {}).get(metric)
-            if value is not None:
-                ax.axhline(value, lw=1.2, **{**style, "label": f"{style['label']} ({value:.3g})"})
-        _data_axis(ax, hours_per_utt, report_rows.budgets(rows))
-        ax.set_ylabel(METRIC_AXIS[metric])
-        ax.set_title(f"{metric.upper()} vs training data")
-        ax.legend(fontsize="x-small")
+    for ax, (metric, points) in zip(axes, by_metric.items(), strict=True):
+        _metric_panel(ax, rows, metric, points, analyses.get(metric) or {}, families, styles)
     return fig
+
+
+def _draw_quality(
+    rows: Sequence[ResultRow], families: Sequence[Family], styles: dict[str, Style]
+) -> Figure | None:
+    """(c) Perceptual quality (DNSMOS, and UTMOS where judged) vs data: per-row CIs averaged
+    over seeds and the ceilings, no fitted curve (a MOS is not fitted)."""
+    by_metric = {m: report_rows.metric_points(rows, m) for m in report_rows.QUALITY}
+    by_metric = {m: points for m, points in by_metric.items() if points}
+    if not by_metric:
+        return None
+    fig, axes = _new_figure(5.5 * len(by_metric) + 0.5, 4.6, panels=len(by_metric))
+    for ax, (metric, points) in zip(axes, by_metric.items(), strict=True):
+        _metric_panel(ax, rows, metric, points, {}, families, styles)
+    return fig
+
+
+def _metric_panel(
+    ax: Axes,
+    rows: Sequence[ResultRow],
+    metric: str,
+    points: dict[str, list[MetricPoint]],
+    analysis: Analysis,
+    families: Sequence[Family],
+    styles: dict[str, Style],
+) -> None:
+    """One evaluation metric vs data: each family's points, its fitted curve when `analysis`
+    has one, and the ground-truth and vocoder ceilings."""
+    fitted = analysis.get("families") or {}
+    for family in families:
+        if points.get(family.name):
+            _plot_metric_points(ax, points[family.name], styles[family.name], family.label)
+        curve = (fitted.get(family.name) or {}).get("curve") or {}
+        if curve.get("d"):
+            show = _display(analysis)
+            style = styles[family.name]
+            ys = [show(as_float(v)) for v in curve["loss"]]
+            ax.plot(curve["d"], ys, color=style.color, ls=style.linestyle, alpha=0.6)
+    ceilings = report_rows.ceilings(rows)
+    for source, style in CEILING_STYLE.items():
+        value = ceilings.get(source, {}).get(metric)
+        if value is not None:
+            ax.axhline(value, lw=1.2, **{**style, "label": f"{style['label']} ({value:.3g})"})
+    _data_axis(ax, report_rows.hours_per_utterance(rows), report_rows.budgets(rows))
+    ax.set_ylabel(METRIC_AXIS[metric])
+    ax.set_title(f"{metric.upper()} vs training data")
+    ax.legend(fontsize="x-small")
 
 
 def _plot_metric_points(ax: Axes, points: Sequence[MetricPoint], style: Style, label: str) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "fits_section",
     "headline_section",
     "joint_section",
+    "quality_section",
     "sim_wer_section",
 ]
 
@@ -47,6 +48,8 @@ def headline_section(primary: Analysis, figures: dict[str, Path]) -> str:
             "Points: seed mean, bars: min–max over seeds. Lines: each family's fitted law "
             "(E + B / D^β or B / D^β, whichever AICc supports), shaded: 95 % prediction band. "
             "Dashed grey: the traditional baselines.",
+            look_at="whether the largest model's line keeps falling at the largest budgets "
+            "where the small models and the baselines flatten (the classic claim).",
         )
         + (note("No fitted curve for " + "; ".join(no_curve)) if no_curve else "")
         + "</section>"
@@ -54,7 +57,8 @@ def headline_section(primary: Analysis, figures: dict[str, Path]) -> str:
 
 
 def sim_wer_section(figures: dict[str, Path]) -> str:
-    """SIM and WER vs data, or a note that nothing was evaluated."""
+    """SIM and WER vs data, then perceptual quality vs data, or a note that nothing was
+    evaluated."""
     if "sim_wer" not in figures:
         return note("No trial has SIM or WER: the checkpoints were not evaluated.")
     return (
@@ -64,6 +68,34 @@ def sim_wer_section(figures: dict[str, Path]) -> str:
             "speaker similarity and word error rate vs training data",
             "Points: seed mean; bars: the evaluation's confidence interval averaged over seeds. "
             "Thin lines: fitted curves. Horizontal lines: ground-truth and vocoder ceilings.",
+            look_at="how far each family's SIM and WER still are from the vocoder ceiling, "
+            "and whether more data closes that gap.",
+        )
+        + "</section>"
+        + quality_section(figures)
+    )
+
+
+def quality_section(figures: dict[str, Path]) -> str:
+    """Perceptual quality (DNSMOS, UTMOS) vs data, or a note that no trial was scored."""
+    if "quality" not in figures:
+        return note(
+            "No trial has a perceptual quality score (DNSMOS or UTMOS): eval.quality was "
+            "empty, or the rows predate it."
+        )
+    return (
+        '<section id="quality"><h2>Perceptual quality vs data</h2>'
+        + figure(
+            figures["quality"],
+            "perceptual quality (DNSMOS, UTMOS) vs training data",
+            "DNSMOS OVRL: Microsoft's non-intrusive P.835 model, 1 (bad) to 5 (excellent); "
+            "UTMOS likewise, where judged. Points: seed mean; bars: the evaluation's "
+            "speaker-clustered confidence interval averaged over seeds. Horizontal lines: "
+            "ground-truth and vocoder ceilings (the vocoder's own cost is the gap between "
+            "them). Not fitted: a MOS saturates below the ground truth's score rather than "
+            "falling as a power law.",
+            look_at="whether any model's clones approach the vocoder ceiling or stay near the "
+            "white-noise floor (about 1.1).",
         )
         + "</section>"
     )
@@ -287,6 +319,8 @@ def joint_section(primary: Analysis, figures: dict[str, Path]) -> str:
                 "iso-loss contours of the joint fit over parameters and data",
                 "Contours: the joint fit's predicted loss; dots: finished neural trials coloured "
                 "by their measured loss (a dot that matches its background fits well).",
+                look_at="dots whose colour differs from the contour behind them: where the "
+                "joint law misfits.",
             )
         )
     else:
@@ -299,6 +333,8 @@ def joint_section(primary: Analysis, figures: dict[str, Path]) -> str:
                 "Left: every finished neural trial by its measured training FLOPs, the "
                 "frontier of the best loss per compute. Right (when the sweep and the joint "
                 "fit allow): the compute-optimal model size N*(C).",
+                look_at="which model size holds the lowest loss at each compute budget, and "
+                "where the frontier changes hands.",
             )
         )
         absent = (primary.get("frontier") or {}).get("optimal_absent")

@@ -30,6 +30,7 @@ tr.diverged td { background: #fff3dc; }
 figure { margin: 1em 0; }
 figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
+p.look { font-weight: bold; margin: 0.4em 0; }
 code { background: #f4f4f4; padding: 0 0.2em; }
 details { margin: 1em 0; }
 summary { cursor: pointer; font-weight: bold; }
@@ -39,6 +40,7 @@ td.timebar span { display: inline-block; height: 0.9em; }
 span.train { background: #2a6db0; } span.eval { background: #e08a1e; }
 span.other { background: #b8b8b8; }
 """
+
 
 class Link(NamedTuple):
     """A table cell that links somewhere (a trial's MLflow run)."""
@@ -83,13 +85,15 @@ def table(
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
 
 
-def figure(path: Path | None, alt: str, caption: str) -> str:
-    """A PNG inlined as a data URI, so the page needs no file beside it."""
+def figure(path: Path | None, alt: str, caption: str, *, look_at: str) -> str:
+    """A PNG inlined as a data URI, so the page needs no file beside it, under a one-line
+    `look_at` (what the reader should look at first) and the `caption` (how it is drawn)."""
     if path is None:
         return ""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
+        f'<figure><p class="look">Look at: {esc(look_at)}</p>'
+        f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}">'
         f"<figcaption>{esc(caption)}</figcaption></figure>"
     )
 

@@ -1,5 +1,8 @@
 """What the report reads off the rows directly: families, metric points, budgets, ceilings.
 
+The fitted metrics (`METRICS`) and the perceptual quality scores (`QUALITY`: plotted against
+data with their ceilings, not fitted) are read the same way.
+
 Also the hours-per-utterance ratio behind the figures' secondary axis.
 """
 
@@ -14,11 +17,12 @@ from typing import Any
 
 from scaling.formatting import as_float, finite, human_count
 from scaling.points import family_sort_key, measured_rows
-from store.records import ResultRow
+from store.records import QUALITY_FIELDS, ResultRow
 
 __all__ = [
     "METRICS",
     "PRIMARY",
+    "QUALITY",
     "Analysis",
     "Family",
     "MetricPoint",
@@ -30,6 +34,11 @@ __all__ = [
 ]
 
 METRICS = ("val_loss", "sim", "wer")
+"""The metrics the report fits."""
+QUALITY = QUALITY_FIELDS
+"""The perceptual quality scores the report plots (dnsmos, utmos), unfitted."""
+CEILING_METRICS = ("sim", "wer", *QUALITY)
+"""What the ceilings (ground truth, vocoded ground truth) are measured in."""
 PRIMARY = "val_loss"
 Analysis = dict[str, Any]
 """One metric's `scaling.analysis.analyse_results` result, or a part of it (plain JSON)."""
@@ -89,7 +98,8 @@ def ceilings(rows: Iterable[ResultRow]) -> dict[str, dict[str, float]]:
             ("ground_truth", row.ceilings.ground_truth),
             ("vocoder", row.ceilings.vocoder),
         ):
-            for metric, value in (("sim", ceiling.sim), ("wer", ceiling.wer)):
+            for metric in CEILING_METRICS:
+                value = getattr(ceiling, metric)
                 if finite(value):
                     values[(source, metric)].append(float(value))
     out: dict[str, dict[str, float]] = defaultdict(dict)
@@ -111,7 +121,7 @@ class MetricPoint:
 
 def metric_points(rows: Iterable[ResultRow], metric: str) -> dict[str, list[MetricPoint]]:
     """Per family, sorted by budget: seed-mean of `metric` and of its CI (`val_loss_ci`, `sim_ci`,
-    `wer_ci`)."""
+    `wer_ci`, `dnsmos_ci`, `utmos_ci`)."""
     groups: dict[tuple[str, float], list[ResultRow]] = defaultdict(list)
     for row in measured_rows(rows, metric):
         if finite(row.data_utterances):
@@ -133,7 +143,9 @@ def metric_points(rows: Iterable[ResultRow], metric: str) -> dict[str, list[Metr
 
 def _ci(row: ResultRow, metric: str) -> tuple[float, float] | None:
     """The confidence interval of `metric` the row carries (val_loss: from training)."""
-    return {"val_loss": row.val_loss_ci, "sim": row.sim_ci, "wer": row.wer_ci}.get(metric)
+    if metric == "val_loss":
+        return row.val_loss_ci
+    return getattr(row, f"{metric}_ci", None)
 
 
 def _nanmean(values: Iterable[Any]) -> float:

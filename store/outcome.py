@@ -142,6 +142,10 @@ class TrialOutcome:
             failed_utterances=evaluation.failed_utterances if evaluation else None,
             eval_val_loss=evaluation.val_loss if evaluation else None,
             eval_val_loss_ci=evaluation.val_loss_ci if evaluation else None,
+            dnsmos=evaluation.dnsmos if evaluation else None,
+            dnsmos_ci=evaluation.dnsmos_ci if evaluation else None,
+            utmos=evaluation.utmos if evaluation else None,
+            utmos_ci=evaluation.utmos_ci if evaluation else None,
             ceilings=Ceilings.from_scores(evaluation.ceilings)
             if evaluation and evaluation.ceilings
             else None,

@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 __all__ = [
     "FINAL_STATUSES",
     "METRIC_FIELDS",
+    "QUALITY_FIELDS",
     "ROW_FIELDS",
     "Ceiling",
     "Ceilings",
@@ -36,7 +37,13 @@ Kind = Literal["neural", "baseline"]
 FINAL_STATUSES: tuple[Status, ...] = ("done", "diverged")
 """Rows in these states are results: a re-run of the sweep skips their trials."""
 METRIC_FIELDS = ("val_loss", "sim", "wer")
-"""The measured quality numbers a row carries (each fitted by the report)."""
+"""The measured numbers a row carries that the report fits a scaling law to."""
+QUALITY_FIELDS = ("dnsmos", "utmos")
+"""Perceptual quality (MOS-like, 1-5, higher is better; `eval.quality.QUALITY_METRICS`):
+measured with intervals, plotted against data beside their ceilings, not fitted — a MOS
+saturates below the ground truth's score and has no natural zero for a power law to fall
+towards."""
+_INTERVAL_FIELDS = ("sim_ci", "wer_ci", "eval_val_loss_ci", "val_loss_ci", "dnsmos_ci", "utmos_ci")
 
 
 class RowError(ValueError):
@@ -76,10 +83,21 @@ class Divergence:
 
 @dataclass(frozen=True)
 class Ceiling:
-    """SIM and WER of one reference (what a perfect system would score here)."""
+    """SIM, WER and quality scores of one reference (what a perfect system would score
+    here); a score not measured (or not yet, in rows written before it) is None."""
 
     sim: float | None
     wer: float | None
+    dnsmos: float | None = None
+    utmos: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sim": self.sim, "wer": self.wer, "dnsmos": self.dnsmos, "utmos": self.utmos}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> Ceiling:
+        data = data or {}
+        return cls(data.get("sim"), data.get("wer"), data.get("dnsmos"), data.get("utmos"))
 
 
 @dataclass(frozen=True)
@@ -92,24 +110,20 @@ class Ceilings:
     @classmethod
     def from_scores(cls, scores: Mapping[str, Any]) -> Ceilings:
         """From evaluation's flat `ceilings` dict (`ground_truth_sim`, …)."""
-        return cls(
-            Ceiling(scores.get("ground_truth_sim"), scores.get("ground_truth_wer")),
-            Ceiling(scores.get("vocoded_ground_truth_sim"), scores.get("vocoded_ground_truth_wer")),
-        )
+
+        def one(prefix: str) -> Ceiling:
+            return Ceiling(*(scores.get(f"{prefix}{m}") for m in ("sim", "wer", *QUALITY_FIELDS)))
+
+        return cls(one("ground_truth_"), one("vocoded_ground_truth_"))
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "ground_truth": {"sim": self.ground_truth.sim, "wer": self.ground_truth.wer},
-            "vocoder": {"sim": self.vocoder.sim, "wer": self.vocoder.wer},
-        }
+        return {"ground_truth": self.ground_truth.to_json(), "vocoder": self.vocoder.to_json()}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Ceilings:
-        def one(key: str) -> Ceiling:
-            part = data.get(key) or {}
-            return Ceiling(part.get("sim"), part.get("wer"))
-
-        return cls(one("ground_truth"), one("vocoder"))
+        return cls(
+            Ceiling.from_json(data.get("ground_truth")), Ceiling.from_json(data.get("vocoder"))
+        )
 
 
 @dataclass(frozen=True)
@@ -167,6 +181,14 @@ class ResultRow:
     val_loss_ci: tuple[float, float] | None = None
     """`val_loss`'s 95 % interval: speaker-clustered bootstrap over the held-out utterances it
     is measured on (absent from rows written before it: None)."""
+    dnsmos: float | None = None
+    """Perceptual quality of the cloned sentences: DNSMOS P.835 OVRL (1-5, higher is better),
+    mean over utterances (None: not judged, or a row written before it)."""
+    dnsmos_ci: tuple[float, float] | None = None
+    """Its 95 % interval, speaker-clustered like `sim_ci`."""
+    utmos: float | None = None
+    """UTMOS (1-5) of the same sentences, where `eval.quality` names it."""
+    utmos_ci: tuple[float, float] | None = None
     finished_at: float | None = None
     error: str | None = None
 
@@ -186,9 +208,10 @@ class ResultRow:
         return self.status in FINAL_STATUSES
 
     def metric(self, name: str) -> float | None:
-        """The value of `val_loss`, `sim` or `wer` (None when not measured)."""
-        if name not in METRIC_FIELDS:
-            raise ValueError(f"metric must be one of {METRIC_FIELDS}, got {name!r}")
+        """The value of `val_loss`, `sim`, `wer`, `dnsmos` or `utmos` (None when not measured)."""
+        known = METRIC_FIELDS + QUALITY_FIELDS
+        if name not in known:
+            raise ValueError(f"metric must be one of {known}, got {name!r}")
         return getattr(self, name)
 
     def to_json(self) -> dict[str, Any]:
@@ -210,7 +233,7 @@ class ResultRow:
             raise RowError(f"unknown field(s) {unknown}; a row has {sorted(known)}")
         values = dict(data)
         try:
-            for key in ("sim_ci", "wer_ci", "eval_val_loss_ci", "val_loss_ci", "resumed_from"):
+            for key in (*_INTERVAL_FIELDS, "resumed_from"):
                 if values.get(key) is not None:
                     values[key] = tuple(values[key])
             if values.get("divergence") is not None:
@@ -242,12 +265,16 @@ class ResultRow:
             "epochs": self.epochs,
             "dev_loss": self.dev_loss,
             "train_speakers": self.train_speakers,
+            "dnsmos": self.dnsmos,
+            "utmos": self.utmos,
         }
         for key, interval in (
             ("val_loss_ci", self.val_loss_ci),
             ("sim_ci", self.sim_ci),
             ("wer_ci", self.wer_ci),
             ("eval_val_loss_ci", self.eval_val_loss_ci),
+            ("dnsmos_ci", self.dnsmos_ci),
+            ("utmos_ci", self.utmos_ci),
         ):
             if interval:
                 final[f"{key}_low"], final[f"{key}_high"] = interval

@@ -256,12 +256,12 @@ def test_configs_are_frozen():
 # budgets, two seeds, two baselines); the protocol fields left every other hash as it was.
 PINNED_HASHES = {
     "smoke": {
-        "baseline-u64-seed0": "2462b263e42b",
-        "xs-u64-seed0": "d0630881fa5b",
-        "s-u64-seed0": "957f87ca23c8",
-        "baseline-u256-seed0": "81fa25495aeb",
-        "xs-u256-seed0": "ae1c8c4df0b5",
-        "s-u256-seed0": "5dd96cbe815a",
+        "baseline-u64-seed0": "1f18d2b01f5f",
+        "xs-u64-seed0": "02a6af05d89a",
+        "s-u64-seed0": "40dca9905d4c",
+        "baseline-u256-seed0": "ae33d2d4177e",
+        "xs-u256-seed0": "30b238c7afe8",
+        "s-u256-seed0": "d7d19dc9a1fe",
     },
     "default": {
         "baseline-u32-seed0": "cea008c064c3",

@@ -243,6 +243,7 @@ KILL_TRIAL = [
     "trial.eval.sentences_per_speaker=1",
     "trial.eval.bootstrap=20",
     "trial.eval.audio_samples=0",
+    "trial.eval.quality=[]",
 ]
 
 

@@ -40,7 +40,12 @@ from cluster.tracking import CLOSED_TAG
 
 __all__ = ["DRILLS", "KILL_TRIAL", "diverge", "kills", "node_loss", "outage", "tamper", "torn"]
 
-QUICK_EVAL = ["trial.eval.sentences_per_speaker=1", "trial.eval.bootstrap=20"]
+# Drills break the machinery, not the judges: no quality judge (DNSMOS costs ~1.5 s a clip).
+QUICK_EVAL = [
+    "trial.eval.sentences_per_speaker=1",
+    "trial.eval.bootstrap=20",
+    "trial.eval.quality=[]",
+]
 
 
 def _sweep(name: str, *overrides: str, baseline: bool = False) -> list[str]:

@@ -111,6 +111,12 @@ def test_the_live_table_is_erased_before_a_line_and_foreign_prints_survive(
     assert text.endswith("\x1b[J")  # no table left behind on exit
 
 
+def test_end_line_names_the_quality_score_when_measured() -> None:
+    scored = ResultRow(trial="x", status="done", sim=0.5, wer=0.25, val_loss=1.0, dnsmos=2.75)
+    assert "wer 0.250 dnsmos 2.750 (0 s)" in end_line(scored, 1, 1)
+    assert "dnsmos" not in end_line(row("x"), 1, 1)
+
+
 def test_end_line_without_metrics_uses_dashes() -> None:
     line = end_line(ResultRow(trial="x", status="failed", error="boom"), 1, 2)
     assert "val_loss – sim – wer –" in line and line.endswith("error: boom")

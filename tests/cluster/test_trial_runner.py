@@ -118,7 +118,7 @@ def test_baseline_trial_runs_as_a_ray_task_and_exports(ray_local, smoke_corpus, 
     assert synthesizer.trial.kind == "baseline"
 
 
-JUDGE = EvalConfig(sentences_per_speaker=1, bootstrap=50, audio_samples=1)
+JUDGE = EvalConfig(sentences_per_speaker=1, bootstrap=50, audio_samples=1, quality=())
 ZERO3_VS_ZERO2_TOLERANCE = 0.05
 """Max |Δw| allowed on parameters between the ZeRO-3 and ZeRO-2 exports of the same 20 steps.
 The stages reduce gradients in different orders, and 20 Adam steps at lr 4e-3 amplify those

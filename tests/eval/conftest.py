@@ -32,7 +32,7 @@ def train_and_export(corpus: Path, out: Path, steps: int, size: str = "s") -> Pa
         data=DataConfig(
             corpus=CorpusRef(synthetic=None, path=str(corpus)), budget=DataBudget(utterances=384)
         ),
-        eval=EvalConfig(sentences_per_speaker=4, bootstrap=300),
+        eval=EvalConfig(sentences_per_speaker=4, bootstrap=300, quality=()),
     )
     data = TrialData.load(trial, corpus)
     torch.manual_seed(0)
@@ -53,7 +53,8 @@ def train_and_export(corpus: Path, out: Path, steps: int, size: str = "s") -> Pa
     return out
 
 
-EVAL_CFG = EvalConfig(sentences_per_speaker=4, bootstrap=300, audio_samples=2)
+# No quality judge here: DNSMOS (~1.5 s a clip) has its own tests (tests/eval/test_quality.py).
+EVAL_CFG = EvalConfig(sentences_per_speaker=4, bootstrap=300, audio_samples=2, quality=())
 """The evaluation settings of these tests (one set, so the ceilings are judged once)."""
 
 

@@ -163,3 +163,18 @@ def test_a_checkpoint_s_intervals_cost_milliseconds() -> None:
     started = time.perf_counter()
     _aggregate(records, 1000)
     assert time.perf_counter() - started < 0.5  # ~10 ms; generous for a loaded machine
+
+
+def test_a_quality_score_heard_on_some_utterances_is_averaged_over_those() -> None:
+    """`eval.quality_per_speaker`: DNSMOS on the first utterance(s) of each voice only; the
+    others carry no score and neither the mean nor the interval counts them."""
+    records = [
+        record(f"v{v}", 0.5, dnsmos=2.0 + v) if u == 0 else record(f"v{v}", 0.5)
+        for v in range(4)
+        for u in range(3)
+    ]
+    out = _aggregate(records, 500)
+    assert out["dnsmos"] == pytest.approx(3.5)  # (2 + 3 + 4 + 5) / 4, not diluted by the rest
+    lo, hi = out["dnsmos_ci"]
+    assert 2.0 <= lo < 3.5 < hi <= 5.0
+    assert "utmos" not in out and "utmos_ci" not in out

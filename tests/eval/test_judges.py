@@ -31,8 +31,9 @@ def test_equal_error_rate():
 def test_judges_check_on_the_smoke_corpus(smoke_corpus):
     """The issue's bounds on the default corpus (EER <= 10 %, identical SIM >= 0.99, GT WER <=
     0.15, Griffin-Lim WER <= 0.25, wrong text and noise >= 0.9), loosened in proportion to
-    the 4-voice, 24-utterance smoke sample."""
-    result = check_judges(smoke_corpus, per_speaker=6)
+    the 4-voice, 24-utterance smoke sample. DNSMOS (on one utterance per voice) ranks the
+    recordings above their Griffin-Lim resynthesis above white noise."""
+    result = check_judges(smoke_corpus, per_speaker=6, quality_per_speaker=1)
     assert result["eer"] <= 0.15
     assert result["identical_sim"] >= 0.99
     assert result["gt_wer"] <= 0.2
@@ -40,6 +41,8 @@ def test_judges_check_on_the_smoke_corpus(smoke_corpus):
     assert result["wrong_text_wer"] >= 0.85
     assert result["noise_wer"] >= 0.85
     assert result["same_speaker_sim"] > result["different_speaker_sim"] + 0.1
+    assert result["gt_dnsmos"] > result["gl_dnsmos"] > result["noise_dnsmos"]
+    assert result["quality_utterances"] == 4
 
 
 def test_pocketsphinx_hears_the_corpus_and_not_noise(smoke_corpus):

@@ -57,7 +57,7 @@ def test_hub_judges_are_cached_where_the_config_says_never_in_the_cwd(tmp_path, 
     work.mkdir()
     monkeypatch.chdir(work)
     corpus_root = tmp_path / "data" / "corpus"
-    cfg = EvalConfig(speaker_judge="speechbrain-ecapa", speaker_judge_source=str(ecapa))
+    cfg = EvalConfig(speaker_judge="speechbrain-ecapa", speaker_judge_source=str(ecapa), quality=())
 
     assert Judges.cache_dir_for(cfg, corpus_root) == (tmp_path / "data" / "judges").resolve()
     assert Judges.cache_dir_for(cfg, corpus_root, tmp_path / "arg") == tmp_path / "arg"

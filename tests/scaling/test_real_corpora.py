@@ -41,7 +41,7 @@ def tiny_sweep(corpus: Path, name: str, sample_rate: int) -> dict:
             "corpus": {"synthetic": None, "path": str(corpus)},
             "features": {"sample_rate": sample_rate},
             "training": {"steps": 20, "eval_every": 10, "batch_size": 8},
-            "eval": {"sentences_per_speaker": 2, "bootstrap": 100},
+            "eval": {"sentences_per_speaker": 2, "bootstrap": 100, "quality": []},
             "resources": {"num_workers": 1, "cpus_per_worker": 1},
         },
     }

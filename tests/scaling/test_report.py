@@ -199,8 +199,12 @@ def test_report_has_fit_tables_extrapolation_and_every_trial(full_report: Path) 
 def test_figures_are_embedded_pngs(full_report: Path) -> None:
     from PIL import Image
 
-    sources = image_sources(full_report.read_text())
+    page = full_report.read_text()
+    sources = image_sources(page)
     assert len(sources) == 4  # headline, SIM/WER, iso-loss contours, compute frontier
+    # Each figure says, in one line above it, what to look at.
+    looks = re.findall(r'<figure><p class="look">Look at: ([^<]{20,200})</p><img ', page)
+    assert len(looks) == len(sources)
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         data = base64.b64decode(src.removeprefix("data:image/png;base64,"), validate=True)

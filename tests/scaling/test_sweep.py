@@ -341,6 +341,7 @@ def test_promote_sets_champion_that_synthesises(smoke_sweep: dict, tmp_path: Pat
 
 MEASURED_FIELDS = ("val_loss", "sim", "sim_ci", "wer", "wer_ci", "eval_val_loss", "ceilings")
 MEASURED_FIELDS += ("failed_utterances", "stop_reason", "eval_val_loss_ci", "val_loss_ci")
+MEASURED_FIELDS += ("dnsmos", "dnsmos_ci")
 
 
 def stable_rows(path: Path) -> list[dict]:
