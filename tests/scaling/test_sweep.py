@@ -253,7 +253,7 @@ def test_mlflow_children_hold_params_metrics_and_artifacts(smoke_sweep: dict) ->
         assert child.info.status == "FINISHED"
         assert data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert "trial.data.budget.utterances" in data.params
-        assert {"val_loss", "sim", "wer"} <= set(data.metrics)
+        assert {"val_loss", "sim", "wer", "dnsmos", "dnsmos_ci_low"} <= set(data.metrics)
         files = {a.path for a in client.list_artifacts(child.info.run_id, "checkpoint")}
         assert "checkpoint/model_config.json" in files
         evaluation = {a.path for a in client.list_artifacts(child.info.run_id, "eval")}
