@@ -229,6 +229,8 @@ def test_results_rows_are_complete_and_sane(smoke_sweep: dict) -> None:
         assert row["params"] > 0 and row["data_utterances"] in (64, 256)
         assert np.isfinite(row["val_loss"]) and 0 <= row["sim"] <= 1 and row["wer"] >= 0
         assert row["sim_ci"][0] <= row["sim"] <= row["sim_ci"][1]
+        assert row["dnsmos_ci"][0] <= row["dnsmos"] <= row["dnsmos_ci"][1]
+        assert row["ceilings"]["ground_truth"]["dnsmos"] > row["ceilings"]["vocoder"]["dnsmos"]
         assert (smoke_sweep["sweep_dir"] / row["checkpoint"] / "model_config.json").exists()
     neural = [r for r in rows.values() if r["kind"] == "neural"]
     assert all(r["steps"] == 20 and r["train_flops"] > 0 for r in neural)
