@@ -216,17 +216,29 @@ def test_figures_are_embedded_pngs(full_report: Path) -> None:
 
 
 def test_each_trial_links_to_its_mlflow_run(tmp_path: Path) -> None:
-    rows = synthetic_rows(broken=False)
-    rows[0]["mlflow_run_id"] = "0123abcd"
-    sweep = write_sweep(tmp_path / "runs" / "grid", rows)
-    page = build_report(sweep, bootstrap=0).read_text()
-    anchor = f'<a href="http://127.0.0.1:5000/#/runs/0123abcd">{rows[0]["trial"]}</a>'
-    assert anchor in page and "1 of " in page  # a row without a run id stays plain text
+    """The trials table (no fits needed: `trials_section` on rows), and where the UI is."""
+    from scaling.report import mlflow_ui_for
+    from scaling.report_trials import trials_section
+    from store.records import ResultRow
+
+    rows = [ResultRow.from_json(r) for r in synthetic_rows(broken=False)[:3]]
+    rows[0] = dataclasses.replace(rows[0], mlflow_run_id="0123abcd")
+    sweep = tmp_path / "runs" / "grid"
+    sweep.mkdir(parents=True)
+    ui = mlflow_ui_for(sweep)  # no sweep.json: what `make mlflow-ui` serves
+    assert ui == "http://127.0.0.1:5000"
+    page = trials_section(rows, ui)
+    anchor = f'<a href="http://127.0.0.1:5000/#/runs/0123abcd">{rows[0].trial}</a>'
+    assert anchor in page and "(1 of 3 recorded there)" in page
+    assert f'<td class="text">{rows[1].trial}</td>' in page  # no run id: plain text
     (sweep / "sweep.json").write_text(json.dumps({"tracking_uri": "http://head:5000"}))
-    page = build_report(sweep, bootstrap=0).read_text()
-    assert 'href="http://head:5000/#/runs/0123abcd"' in page
-    page = build_report(sweep, bootstrap=0, mlflow_ui="https://mlflow.example").read_text()
-    assert 'href="https://mlflow.example/#/runs/0123abcd"' in page
+    assert mlflow_ui_for(sweep) == "http://head:5000"
+    (sweep / "sweep.json").write_text(json.dumps({"tracking_uri": "sqlite:///x/mlflow.db"}))
+    assert mlflow_ui_for(sweep) == "http://127.0.0.1:5000"
+    assert 'href="https://ml.example/#/runs/0123abcd"' in trials_section(
+        rows, "https://ml.example/"
+    )
+    assert "<a " not in trials_section(rows, None)
 
 
 def test_report_needs_nothing_outside_itself(full_report: Path) -> None:
